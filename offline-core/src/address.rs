@@ -1,0 +1,257 @@
+//! Normalised addresses: the key of an offline queue and the domain that purges act on.
+//!
+//! Normalisation (nodeprep for the localpart, IDNA/nameprep and lower-casing for the domain) is
+//! done here, once, by the [`jid`] crate. Backends store and compare the normalised strings
+//! as they are and never normalise anything themselves.
+
+use std::fmt;
+use std::str::FromStr;
+
+use jid::{BareJid, DomainPart, Jid};
+
+use crate::{OfflineError, Result};
+
+/// The owner of an offline queue: a normalised bare JID with a localpart.
+///
+/// JIDs that differ only in case (or in anything else stringprep folds) give the same key, so
+/// they share one queue. Keys order by `(server, user)`, byte-wise.
+///
+/// ```
+/// use offline_core::UserKey;
+///
+/// let key: UserKey = "Alice@Example.COM/phone".parse()?;
+/// assert_eq!(key.server(), "example.com");
+/// assert_eq!(key.user(), "alice");
+/// assert_eq!(key.to_string(), "alice@example.com");
+/// assert!("example.com".parse::<UserKey>().is_err()); // a domain owns no queue
+/// # Ok::<(), offline_core::OfflineError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UserKey {
+    // Field order matters: the derived `Ord` sorts by server first.
+    server: String,
+    user: String,
+}
+
+impl UserKey {
+    /// The key of a bare JID's queue; an error if the JID has no localpart.
+    pub fn new(jid: &BareJid) -> Result<Self> {
+        let user = jid.node().ok_or_else(|| {
+            OfflineError::invalid_input(format!(
+                "JID `{jid}` has no localpart and cannot own an offline queue"
+            ))
+        })?;
+        Ok(Self {
+            server: jid.domain().as_str().to_owned(),
+            user: user.as_str().to_owned(),
+        })
+    }
+
+    /// Rebuilds a key from parts that were already normalised: for backends reading back keys
+    /// they stored from [`server`](Self::server) and [`user`](Self::user). Nothing is checked.
+    pub fn from_normalized(server: impl Into<String>, user: impl Into<String>) -> Self {
+        Self {
+            server: server.into(),
+            user: user.into(),
+        }
+    }
+
+    /// The normalised domain part.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The normalised localpart.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The domain this user belongs to.
+    pub fn domain(&self) -> Domain {
+        Domain(self.server.clone())
+    }
+
+    /// Whether this user belongs to `domain`.
+    pub fn is_in(&self, domain: &Domain) -> bool {
+        self.server == domain.0
+    }
+}
+
+impl FromStr for UserKey {
+    type Err = OfflineError;
+
+    /// Parses a bare or full JID; a resource is ignored, as a message to a full JID whose
+    /// resource is gone is stored for the bare JID.
+    fn from_str(s: &str) -> Result<Self> {
+        let jid = Jid::new(s).map_err(|e| invalid_jid(s, e))?;
+        Self::new(&jid.into_bare())
+    }
+}
+
+impl TryFrom<&BareJid> for UserKey {
+    type Error = OfflineError;
+
+    fn try_from(jid: &BareJid) -> Result<Self> {
+        Self::new(jid)
+    }
+}
+
+impl TryFrom<&Jid> for UserKey {
+    type Error = OfflineError;
+
+    fn try_from(jid: &Jid) -> Result<Self> {
+        Self::new(&jid.to_bare())
+    }
+}
+
+impl fmt::Display for UserKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.user, self.server)
+    }
+}
+
+impl fmt::Debug for UserKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserKey({self})")
+    }
+}
+
+/// A normalised XMPP domain (a host), the scope of purges and of `remove_domain`.
+///
+/// ```
+/// use offline_core::Domain;
+///
+/// let domain: Domain = "Example.COM".parse()?;
+/// assert_eq!(domain.as_str(), "example.com");
+/// # Ok::<(), offline_core::OfflineError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Domain(String);
+
+impl Domain {
+    /// Normalises a domain name; an error if it is not a valid JID domain.
+    pub fn new(domain: &str) -> Result<Self> {
+        let part = DomainPart::new(domain).map_err(|e| invalid_jid(domain, e))?;
+        Ok(Self(part.as_str().to_owned()))
+    }
+
+    /// Rebuilds a domain that was already normalised (read back from storage). Nothing is
+    /// checked.
+    pub fn from_normalized(domain: impl Into<String>) -> Self {
+        Self(domain.into())
+    }
+
+    /// The normalised domain name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Domain {
+    type Err = OfflineError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::new(s)
+    }
+}
+
+impl AsRef<str> for Domain {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Domain({})", self.0)
+    }
+}
+
+fn invalid_jid(input: &str, error: jid::Error) -> OfflineError {
+    OfflineError::InvalidInput {
+        reason: format!("`{input}` is not a valid JID: {error}"),
+        source: Some(Box::new(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_variants_share_one_key() {
+        let a: UserKey = "Alice@EXAMPLE.com".parse().unwrap();
+        let b: UserKey = "alice@example.com/Resource".parse().unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.server(), "example.com");
+        assert_eq!(a.user(), "alice");
+    }
+
+    #[test]
+    fn jid_without_localpart_is_invalid_input() {
+        let err = "example.com".parse::<UserKey>().unwrap_err();
+        assert!(matches!(err, OfflineError::InvalidInput { .. }), "{err:?}");
+        assert!(err.to_string().contains("no localpart"), "{err}");
+    }
+
+    #[test]
+    fn malformed_jids_are_invalid_input() {
+        for bad in [
+            "",
+            "@example.com",
+            "a@b@example.com",
+            "alice@",
+            "alice@example.com/",
+        ] {
+            let err = bad.parse::<UserKey>().unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    OfflineError::InvalidInput {
+                        source: Some(_),
+                        ..
+                    }
+                ),
+                "{bad:?} gave {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_order_by_server_then_user() {
+        let mut keys: Vec<UserKey> = ["b@a.example", "a@b.example", "a@a.example"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        keys.sort();
+        let shown: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["a@a.example", "b@a.example", "a@b.example"]);
+    }
+
+    #[test]
+    fn domain_is_normalised_and_validated() {
+        assert_eq!(
+            Domain::new("Sub.Example.COM").unwrap().as_str(),
+            "sub.example.com"
+        );
+        assert!(matches!(
+            Domain::new("exa mple.com"),
+            Err(OfflineError::InvalidInput { .. })
+        ));
+        assert!(Domain::new("").is_err());
+    }
+
+    #[test]
+    fn user_belongs_only_to_its_own_domain() {
+        let key: UserKey = "alice@example.com".parse().unwrap();
+        assert!(key.is_in(&Domain::new("example.com").unwrap()));
+        assert!(!key.is_in(&Domain::new("example.com.evil").unwrap()));
+        assert!(!key.is_in(&Domain::new("sub.example.com").unwrap()));
+    }
+}

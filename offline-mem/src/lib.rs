@@ -1,0 +1,197 @@
+//! An in-memory backend for `offline-core`: the analogue of MongooseIM's `mnesia` backend.
+//!
+//! Everything is lost when the process exits, so this backend suits tests, development and
+//! servers that accept losing offline messages on restart. It is sharded: users are hashed
+//! onto independent shards, so writers to different users rarely contend on one lock, and a
+//! user's quota check and insert happen under that user's shard lock, which makes them atomic.
+//! Per-domain time indexes make `remove_expired_messages` and `remove_old_messages` cost what
+//! they remove, and domain operations never walk another domain's users.
+//!
+//! ```
+//! use offline_core::{NewMessage, OfflineBackend, Quota, UserKey};
+//! use offline_mem::MemBackend;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = MemBackend::new();
+//! let juliet: UserKey = "juliet@example.com".parse()?;
+//! let hello = NewMessage::new(1, "romeo@example.net/orchard", "juliet@example.com", "<message/>");
+//! store.write_messages(&juliet, vec![hello], Quota::messages(100), 1).await?;
+//! assert_eq!(store.pop_messages(&juliet, 2).await?.len(), 1);
+//! # Ok::<(), offline_core::OfflineError>(())
+//! # }).unwrap();
+//! ```
+
+mod shard;
+
+use std::hash::{BuildHasher, RandomState};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use offline_core::{
+    Domain, NewMessage, OfflineBackend, PreparedBatch, QueueStats, Quota, Result, StoredMessage,
+    UserKey, WriteReport,
+};
+use parking_lot::Mutex;
+
+use crate::shard::{Shard, TimeIndex};
+
+/// The number of shards [`MemBackend::new`] uses.
+pub const DEFAULT_SHARDS: usize = 64;
+
+/// The in-memory offline store. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct MemBackend {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    last_seq: AtomicU64,
+}
+
+impl MemBackend {
+    /// An empty store with [`DEFAULT_SHARDS`] shards.
+    pub fn new() -> Self {
+        Self::with_shards(DEFAULT_SHARDS)
+    }
+
+    /// An empty store with `shards` shards (at least one).
+    pub fn with_shards(shards: usize) -> Self {
+        Self {
+            shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            last_seq: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, user: &UserKey) -> &Mutex<Shard> {
+        let hash = self.hasher.hash_one(user);
+        // The modulo result is below `shards.len()`, so it fits a usize.
+        &self.shards[(hash % self.shards.len() as u64) as usize]
+    }
+
+    fn purge(&self, domain: &Domain, which: TimeIndex, upto: Bound<(i64, u64)>) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().remove_indexed(domain, which, upto))
+            .sum()
+    }
+}
+
+impl Default for MemBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl OfflineBackend for MemBackend {
+    fn name(&self) -> &'static str {
+        "mem"
+    }
+
+    async fn write_messages(
+        &self,
+        user: &UserKey,
+        messages: Vec<NewMessage>,
+        quota: Quota,
+        now: i64,
+    ) -> Result<WriteReport> {
+        let mut batch = PreparedBatch::new(messages, now)?;
+        let mut shard = self.shard(user).lock();
+        shard.remove_expired_of(user, now);
+        let held = match shard.queue(user) {
+            Some(queue) => {
+                batch.skip_held_duplicates(|key| queue.holds_key(key));
+                queue.stats()
+            }
+            None => QueueStats::default(),
+        };
+        batch.check_quota(user, &quota, held)?;
+        let (messages, report) = batch.into_parts();
+        if !messages.is_empty() {
+            // Seqs are taken under the shard lock, so a user's seqs follow arrival order.
+            let count = messages.len() as u64;
+            let first = self.last_seq.fetch_add(count, Ordering::Relaxed) + 1;
+            shard.append(user, (first..).zip(messages));
+        }
+        Ok(report)
+    }
+
+    async fn pop_messages(&self, user: &UserKey, now: i64) -> Result<Vec<StoredMessage>> {
+        let queue = self.shard(user).lock().take_queue(user);
+        Ok(queue
+            .into_iter()
+            .flatten()
+            .filter(|(_, message)| !message.is_expired(now))
+            .map(|(seq, message)| StoredMessage { seq, message })
+            .collect())
+    }
+
+    async fn fetch_messages(
+        &self,
+        user: &UserKey,
+        after: Option<u64>,
+        limit: Option<usize>,
+        now: i64,
+    ) -> Result<Vec<StoredMessage>> {
+        let shard = self.shard(user).lock();
+        Ok(shard
+            .queue(user)
+            .map(|queue| queue.fetch(after, limit.unwrap_or(usize::MAX), now))
+            .unwrap_or_default())
+    }
+
+    async fn remove_messages(&self, user: &UserKey, seqs: &[u64]) -> Result<u64> {
+        Ok(self.shard(user).lock().remove_all(user, seqs))
+    }
+
+    async fn count_messages(&self, user: &UserKey) -> Result<QueueStats> {
+        let shard = self.shard(user).lock();
+        Ok(shard.queue(user).map(|q| q.stats()).unwrap_or_default())
+    }
+
+    async fn list_users(
+        &self,
+        domain: Option<&Domain>,
+        after: Option<&UserKey>,
+        limit: usize,
+    ) -> Result<Vec<UserKey>> {
+        // Each shard contributes its first `limit` candidates; the page is the smallest of all.
+        let mut candidates: Vec<_> = self
+            .shards
+            .iter()
+            .flat_map(|shard| shard.lock().users(domain, after, limit))
+            .collect();
+        candidates.sort_unstable();
+        candidates.truncate(limit);
+        Ok(candidates
+            .into_iter()
+            .map(|owner| (*owner).clone())
+            .collect())
+    }
+
+    async fn remove_expired_messages(&self, domain: &Domain, now: i64) -> Result<u64> {
+        Ok(self.purge(domain, TimeIndex::Expire, Bound::Included((now, u64::MAX))))
+    }
+
+    async fn remove_old_messages(&self, domain: &Domain, cutoff: i64) -> Result<u64> {
+        Ok(self.purge(domain, TimeIndex::Timestamp, Bound::Excluded((cutoff, 0))))
+    }
+
+    async fn remove_user(&self, user: &UserKey) -> Result<u64> {
+        let queue = self.shard(user).lock().take_queue(user);
+        Ok(queue.map_or(0, |messages| messages.len() as u64))
+    }
+
+    async fn remove_domain(&self, domain: &Domain) -> Result<u64> {
+        Ok(self
+            .shards
+            .iter()
+            .map(|shard| shard.lock().remove_domain(domain))
+            .sum())
+    }
+}
+
+/// Compiles and runs the README's Rust examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,145 @@
+//! Expiry on every path: pop, fetch, write, quota.
+
+use offline_core::{OfflineBackend, QueueStats, Quota, WriteReport};
+
+use super::{SECOND, T0, chat, packets, write};
+use crate::Fixture;
+
+/// A pop returns only unexpired messages and removes the expired ones too.
+pub async fn pop_drops_expired_messages<S: OfflineBackend>(fx: Fixture<S>) {
+    let store = fx.store();
+    let juliet = fx.user("juliet");
+    let keeps = chat(&juliet, 0).expires_at(T0 + 60 * SECOND);
+    let lapses = chat(&juliet, 1).expires_at(T0 + 10 * SECOND);
+    let forever = chat(&juliet, 2);
+    let expected = vec![keeps.packet.clone(), forever.packet.clone()];
+    write(store, &juliet, vec![keeps, lapses, forever]).await;
+    let popped = store.pop_messages(&juliet, T0 + 10 * SECOND).await.unwrap();
+    assert_eq!(packets(&popped), expected);
+    assert_eq!(
+        store.count_messages(&juliet).await.unwrap(),
+        QueueStats::default()
+    );
+}
+
+/// A fetch skips expired messages without removing anything.
+pub async fn fetch_skips_expired_messages<S: OfflineBackend>(fx: Fixture<S>) {
+    let store = fx.store();
+    let juliet = fx.user("juliet");
+    let lapses = chat(&juliet, 0).expires_at(T0 + SECOND);
+    let stays = chat(&juliet, 1);
+    write(store, &juliet, vec![lapses, stays.clone()]).await;
+    let later = T0 + 2 * SECOND;
+    let fetched = store
+        .fetch_messages(&juliet, None, None, later)
+        .await
+        .unwrap();
+    assert_eq!(packets(&fetched), [stays.packet]);
+    assert_eq!(store.count_messages(&juliet).await.unwrap().messages, 2);
+}
+
+/// A message is expired from the instant its `expire` time is reached.
+pub async fn expiry_is_reached_at_the_expire_instant<S: OfflineBackend>(fx: Fixture<S>) {
+    let store = fx.store();
+    let juliet = fx.user("juliet");
+    let expire = T0 + 5 * SECOND;
+    write(store, &juliet, vec![chat(&juliet, 0).expires_at(expire)]).await;
+    let before = store
+        .fetch_messages(&juliet, None, None, expire - 1)
+        .await
+        .unwrap();
+    assert_eq!(before.len(), 1, "visible one microsecond before expiry");
+    let at = store
+        .fetch_messages(&juliet, None, None, expire)
+        .await
+        .unwrap();
+    assert!(at.is_empty(), "expired at its expire time");
+    assert!(
+        store
+            .pop_messages(&juliet, expire)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A message already expired when written is skipped and reported as such.
+pub async fn already_expired_messages_are_not_stored<S: OfflineBackend>(fx: Fixture<S>) {
+    let store = fx.store();
+    let juliet = fx.user("juliet");
+    let batch = vec![chat(&juliet, 0).expires_at(T0), chat(&juliet, 1)];
+    let report = write(store, &juliet, batch).await;
+    assert_eq!(
+        report,
+        WriteReport {
+            stored: 1,
+            duplicates: 0,
+            expired: 1
+        }
+    );
+    assert_eq!(store.count_messages(&juliet).await.unwrap().messages, 1);
+}
+
+/// Expired messages never count toward the quota.
+pub async fn expired_messages_do_not_count_toward_quota<S: OfflineBackend>(fx: Fixture<S>) {
+    let store = fx.store();
+    let juliet = fx.user("juliet");
+    let quota = Quota::messages(2);
+    let lapsing = vec![
+        chat(&juliet, 0).expires_at(T0 + SECOND),
+        chat(&juliet, 1).expires_at(T0 + SECOND),
+    ];
+    store
+        .write_messages(&juliet, lapsing, quota, T0)
+        .await
+        .unwrap();
+    let later = T0 + SECOND;
+    let fresh = vec![chat(&juliet, 2), chat(&juliet, 3)];
+    let report = store
+        .write_messages(&juliet, fresh, quota, later)
+        .await
+        .unwrap();
+    assert_eq!(report.stored, 2);
+    let popped = store.pop_messages(&juliet, later).await.unwrap();
+    assert_eq!(popped.len(), 2);
+}
+
+/// A write removes the user's expired messages before storing, so the count drops.
+pub async fn write_removes_the_users_expired_messages<S: OfflineBackend>(fx: Fixture<S>) {
+    let store = fx.store();
+    let juliet = fx.user("juliet");
+    let lapsing = chat(&juliet, 0).expires_at(T0 + SECOND);
+    write(store, &juliet, vec![lapsing, chat(&juliet, 1)]).await;
+    assert_eq!(store.count_messages(&juliet).await.unwrap().messages, 2);
+    store
+        .write_messages(
+            &juliet,
+            vec![chat(&juliet, 2)],
+            Quota::UNLIMITED,
+            T0 + SECOND,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.count_messages(&juliet).await.unwrap().messages, 2);
+}
+
+/// A write refused for quota still removes the user's expired messages, and nothing else.
+pub async fn refused_write_still_removes_expired_messages<S: OfflineBackend>(fx: Fixture<S>) {
+    let store = fx.store();
+    let juliet = fx.user("juliet");
+    let quota = Quota::messages(2);
+    let lapsing = chat(&juliet, 0).expires_at(T0 + SECOND);
+    let kept = vec![lapsing, chat(&juliet, 1)];
+    store
+        .write_messages(&juliet, kept, quota, T0)
+        .await
+        .unwrap();
+    let later = T0 + SECOND;
+    let too_many = vec![chat(&juliet, 2), chat(&juliet, 3)];
+    let refused = store.write_messages(&juliet, too_many, quota, later).await;
+    assert!(
+        refused.is_err(),
+        "1 held + 2 incoming is over 2: {refused:?}"
+    );
+    assert_eq!(store.count_messages(&juliet).await.unwrap().messages, 1);
+}
