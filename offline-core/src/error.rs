@@ -41,6 +41,15 @@ pub enum OfflineError {
         source: Option<BoxError>,
     },
 
+    /// An admin operation named a domain the module does not serve.
+    #[error("domain `{domain}` is not served by host type `{host_type}`")]
+    UnknownDomain {
+        /// The domain asked for.
+        domain: String,
+        /// The module's host type.
+        host_type: String,
+    },
+
     /// The backend cannot be reached right now (connection refused or dropped, pool timed out);
     /// the operation may succeed if retried. Nothing is known to have been written.
     #[error("{backend} backend unavailable")]

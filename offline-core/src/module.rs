@@ -1,0 +1,546 @@
+//! The `mod_offline` front end: what a server calls when a message reaches a user with no
+//! available resource, when that user sends available presence, and for administration.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use jid::Jid;
+use minidom::Element;
+use minidom::rxml::xml_ncname;
+use tracing::{debug, error, warn};
+
+use crate::stanza::{
+    Classification, StanzaError, classify, delay_element, error_reply, format_stamp_seconds, ns,
+    offline_event, parse_packet, sender_stamp, set_attr,
+};
+use crate::{
+    AccessConfig, Clock, ConfigError, Domain, FEATURE_MSGOFFLINE, Instrumentation,
+    InstrumentedBackend, MAX_DEDUPE_KEY_BYTES, MAX_PACKET_BYTES, MetricNames, ModuleOptions,
+    NewMessage, OfflineBackend, OfflineConfig, OfflineError, Result, StoredMessage, SystemClock,
+    UserKey,
+};
+
+/// One day in µs.
+const DAY: i64 = 86_400 * 1_000_000;
+
+/// What the server must do with a message it handed to the module.
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub enum Disposition {
+    /// Stored for delivery at the user's next available presence.
+    Stored {
+        /// A XEP-0022 `offline` event to route to the sender, when the sender asked for one.
+        notify_sender: Option<Element>,
+    },
+    /// Dropped silently (`error`, `headline`, or already expired): send nothing, bounce nothing.
+    Dropped,
+    /// Not stored: route this error reply back to the sender.
+    Refused(Element),
+    /// Not for offline storage: let the next handler decide (`mod_offline_stub`, or the 503
+    /// bounce from [`Instrumentation::bounce`]).
+    NotHandled,
+}
+
+/// A stored message ready to route to its recipient, stamped with a XEP-0203 `<delay/>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    /// The original sender, as routed.
+    pub from: Jid,
+    /// The recipient, as routed when stored.
+    pub to: Jid,
+    /// The message with `<delay xmlns='urn:xmpp:delay' from='{domain}' stamp='…'>Offline
+    /// Storage</delay>` appended.
+    pub stanza: Element,
+    /// The opaque fields stored with the message.
+    pub permanent_fields: Option<Vec<u8>>,
+}
+
+/// The GDPR export columns, in the order of [`PersonalDataRow`]'s fields.
+pub const PERSONAL_DATA_FIELDS: [&str; 4] = ["timestamp", "from", "to", "packet"];
+
+/// One stored message in a user's GDPR export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonalDataRow {
+    /// When it was stored, RFC 3339 in UTC to the second.
+    pub timestamp: String,
+    /// The sender's full JID.
+    pub from: String,
+    /// The recipient's bare JID.
+    pub to: String,
+    /// The stanza's XML, without delay stamps.
+    pub packet: String,
+}
+
+/// MongooseIM's `mod_offline` for one host type.
+///
+/// ```
+/// use std::sync::Arc;
+/// use offline_core::{Disposition, OfflineModule, jid::Jid, minidom::Element};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = Arc::new(offline_mem::MemBackend::new());
+/// let module = OfflineModule::builder("localhost", store)
+///     .domain("localhost".parse()?)
+///     .build();
+/// let (romeo, juliet) = (Jid::new("romeo@localhost/orchard")?, Jid::new("juliet@localhost")?);
+/// let message: Element = "<message xmlns='jabber:client' type='chat'><body>hi</body></message>".parse()?;
+///
+/// // Juliet has no available resource: the router hands the message to the module.
+/// match module.offline_message(&romeo, &juliet, &message).await {
+///     Disposition::Stored { .. } | Disposition::Dropped => {}
+///     Disposition::Refused(reply) => { /* route `reply` to romeo */ }
+///     Disposition::NotHandled => { /* next handler: the stub, or a 503 bounce */ }
+/// }
+/// // Juliet sends available presence: deliver her messages in order.
+/// let deliveries = module.resend_offline_messages(&juliet).await?;
+/// assert_eq!(deliveries.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct OfflineModule {
+    host_type: String,
+    domains: RwLock<BTreeSet<Domain>>,
+    options: ModuleOptions,
+    access: AccessConfig,
+    clock: Arc<dyn Clock>,
+    store: InstrumentedBackend,
+    instrumentation: Instrumentation,
+}
+
+/// Builds an [`OfflineModule`]; everything but the host type and the store has a default.
+#[derive(Debug)]
+pub struct OfflineModuleBuilder {
+    host_type: String,
+    store: Arc<dyn OfflineBackend>,
+    domains: BTreeSet<Domain>,
+    options: ModuleOptions,
+    access: AccessConfig,
+    clock: Arc<dyn Clock>,
+    metric_names: MetricNames,
+}
+
+impl OfflineModuleBuilder {
+    /// A domain the module serves (admin purges refuse others).
+    #[must_use]
+    pub fn domain(mut self, domain: Domain) -> Self {
+        self.domains.insert(domain);
+        self
+    }
+
+    /// Domains the module serves.
+    #[must_use]
+    pub fn domains(mut self, domains: impl IntoIterator<Item = Domain>) -> Self {
+        self.domains.extend(domains);
+        self
+    }
+
+    /// The `[modules.mod_offline]` options (default: MongooseIM's defaults).
+    #[must_use]
+    pub fn options(mut self, options: ModuleOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The `[acl]` and `[access]` sections the quota rule is evaluated against (default: none,
+    /// so no limit).
+    #[must_use]
+    pub fn access(mut self, access: AccessConfig) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// The clock (default: [`SystemClock`]).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How metrics are named (default: Prometheus).
+    #[must_use]
+    pub fn metric_names(mut self, names: MetricNames) -> Self {
+        self.metric_names = names;
+        self
+    }
+
+    /// The module.
+    pub fn build(self) -> OfflineModule {
+        let rule = self.options.access_max_user_messages.as_str();
+        if !self.access.access.contains_key(rule) {
+            warn!(
+                rule,
+                "the access rule for offline quotas is not defined: no limit applies"
+            );
+        }
+        let instrumentation = Instrumentation::new(self.host_type.as_str(), self.metric_names);
+        OfflineModule {
+            store: InstrumentedBackend::new(self.store, instrumentation.clone()),
+            host_type: self.host_type,
+            domains: RwLock::new(self.domains),
+            options: self.options,
+            access: self.access,
+            clock: self.clock,
+            instrumentation,
+        }
+    }
+}
+
+impl OfflineModule {
+    /// Starts building a module for `host_type` storing into `store`.
+    pub fn builder(
+        host_type: impl Into<String>,
+        store: Arc<dyn OfflineBackend>,
+    ) -> OfflineModuleBuilder {
+        OfflineModuleBuilder {
+            host_type: host_type.into(),
+            store,
+            domains: BTreeSet::new(),
+            options: ModuleOptions::default(),
+            access: AccessConfig::default(),
+            clock: Arc::new(SystemClock),
+            metric_names: MetricNames::default(),
+        }
+    }
+
+    /// The module as a MongooseIM configuration file sets it up for `host_type`: a static host
+    /// (`general.hosts`) serves its own domain; a host type of `general.host_types` starts with
+    /// none, to be added with [`add_domain`](Self::add_domain).
+    pub fn from_config(
+        host_type: &str,
+        config: &OfflineConfig,
+        store: Arc<dyn OfflineBackend>,
+    ) -> Result<Self, ConfigError> {
+        let options = config.module.clone().ok_or_else(|| ConfigError {
+            key: "modules.mod_offline".into(),
+            message: "the module is not configured".into(),
+        })?;
+        let host = config.hosts.iter().find(|host| host.as_str() == host_type);
+        if host.is_none() && !config.host_types.iter().any(|t| t == host_type) {
+            return Err(ConfigError {
+                key: "general.hosts".into(),
+                message: format!(
+                    "host type `{host_type}` is in neither general.hosts nor general.host_types"
+                ),
+            });
+        }
+        Ok(Self::builder(host_type, store)
+            .domains(host.cloned())
+            .options(options)
+            .access(config.access.clone())
+            .metric_names(config.metric_names)
+            .build())
+    }
+
+    /// The host type.
+    pub fn host_type(&self) -> &str {
+        &self.host_type
+    }
+
+    /// The module's metrics, also for bouncing what it did not store.
+    pub fn instrumentation(&self) -> &Instrumentation {
+        &self.instrumentation
+    }
+
+    /// Starts serving a domain added at run time.
+    pub fn add_domain(&self, domain: Domain) {
+        self.domains
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(domain);
+    }
+
+    /// Handles a message for a user with no available resource (MongooseIM's `offline_message`
+    /// hook), classified as [`classify`] says; a message to a full JID is stored for the bare
+    /// JID.
+    #[tracing::instrument(level = "debug", skip_all, fields(host_type = %self.host_type, %from, %to))]
+    pub async fn offline_message(&self, from: &Jid, to: &Jid, message: &Element) -> Disposition {
+        match classify(message, self.options.store_groupchat_messages) {
+            Classification::Drop => Disposition::Dropped,
+            Classification::Pass => Disposition::NotHandled,
+            Classification::Store { offline_event } => {
+                self.store_message(from, to, message, offline_event).await
+            }
+        }
+    }
+
+    /// Handles a groupchat message for a user with no available resource (MongooseIM's
+    /// `offline_groupchat_message` hook): stored only with `store_groupchat_messages`; a message
+    /// of any other type is not this hook's and is [`NotHandled`](Disposition::NotHandled).
+    pub async fn offline_groupchat_message(
+        &self,
+        from: &Jid,
+        to: &Jid,
+        message: &Element,
+    ) -> Disposition {
+        if message.attr("type") != Some("groupchat") {
+            return Disposition::NotHandled;
+        }
+        self.offline_message(from, to, message).await
+    }
+
+    async fn store_message(
+        &self,
+        from: &Jid,
+        to: &Jid,
+        message: &Element,
+        notify_sender: bool,
+    ) -> Disposition {
+        let Ok(user) = UserKey::try_from(to) else {
+            debug!("a JID without a localpart owns no offline queue");
+            return Disposition::NotHandled;
+        };
+        let now = self.clock.now();
+        let timestamp = match self.options.trust_sender_delay {
+            true => sender_stamp(message).unwrap_or(now),
+            false => now,
+        };
+        let packet = String::from(&without_delays(message));
+        if packet.len() > MAX_PACKET_BYTES {
+            self.instrumentation.rejected("too_large");
+            return Disposition::Refused(error_reply(from, to, message, &StanzaError::TOO_LARGE));
+        }
+        let record = NewMessage {
+            timestamp,
+            expire: expiry(message, timestamp),
+            from: from.to_string(),
+            to: to.to_string(),
+            packet,
+            dedupe_key: dedupe_key(from, message),
+            permanent_fields: None,
+        };
+        let quota = self
+            .access
+            .quota(self.options.access_max_user_messages.as_str(), &user);
+        match self
+            .store
+            .write_messages(&user, vec![record], quota, now)
+            .await
+        {
+            Ok(report) if report.expired > 0 => {
+                self.instrumentation.expired_dropped(report.expired);
+                Disposition::Dropped
+            }
+            Ok(report) => {
+                self.instrumentation.stored(report.stored);
+                let event = notify_sender && report.stored > 0;
+                Disposition::Stored {
+                    notify_sender: event.then(|| offline_event(from, to, message)),
+                }
+            }
+            Err(OfflineError::QuotaExceeded { .. }) => {
+                self.instrumentation.rejected("quota");
+                Disposition::Refused(error_reply(from, to, message, &StanzaError::QUEUE_FULL))
+            }
+            Err(err) => {
+                error!(error = %err, source = ?std::error::Error::source(&err), "storing an offline message failed");
+                self.instrumentation.rejected("backend");
+                Disposition::Refused(error_reply(from, to, message, &StanzaError::STORE_FAILED))
+            }
+        }
+    }
+
+    /// Takes the user's stored messages for delivery after an available presence with a
+    /// non-negative priority (MongooseIM's `resend_offline_messages`): in arrival order, the
+    /// expired ones dropped, each with its delay stamp. If the store fails, nothing is delivered
+    /// and nothing is lost.
+    #[tracing::instrument(level = "debug", skip_all, fields(host_type = %self.host_type, %user))]
+    pub async fn resend_offline_messages(&self, user: &Jid) -> Result<Vec<Delivery>> {
+        let key = UserKey::try_from(user)?;
+        let popped = self
+            .store
+            .pop_messages(&key, self.clock.now())
+            .await
+            .inspect_err(|err| warn!(error = %err, "popping offline messages failed"))?;
+        let now = self.clock.now();
+        let (live, expired): (Vec<_>, Vec<_>) =
+            popped.into_iter().partition(|s| !s.message.is_expired(now));
+        self.instrumentation.expired_dropped(expired.len() as u64);
+        Ok(live
+            .into_iter()
+            .filter_map(|stored| delivery(&key, stored))
+            .collect())
+    }
+
+    /// Removes a user's messages (the `remove_user` hook, also the GDPR removal); returns how
+    /// many.
+    #[tracing::instrument(level = "debug", skip(self), fields(host_type = %self.host_type))]
+    pub async fn remove_user(&self, user: &Jid) -> Result<u64> {
+        let removed = self.store.remove_user(&UserKey::try_from(user)?).await?;
+        self.instrumentation.purged("user", removed);
+        Ok(removed)
+    }
+
+    /// Removes a domain's messages and stops serving it (the `remove_domain` hook); returns
+    /// how many messages were removed.
+    #[tracing::instrument(level = "debug", skip(self), fields(host_type = %self.host_type))]
+    pub async fn remove_domain(&self, domain: &Domain) -> Result<u64> {
+        let removed = self.store.remove_domain(domain).await?;
+        self.domains
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(domain);
+        self.instrumentation.purged("domain", removed);
+        Ok(removed)
+    }
+
+    /// Removes a served domain's expired messages; returns how many.
+    #[tracing::instrument(level = "debug", skip(self), fields(host_type = %self.host_type))]
+    pub async fn remove_expired_messages(&self, domain: &str) -> Result<u64> {
+        let domain = self.served(domain)?;
+        let removed = self
+            .store
+            .remove_expired_messages(&domain, self.clock.now())
+            .await?;
+        self.instrumentation.purged("expired", removed);
+        Ok(removed)
+    }
+
+    /// Removes a served domain's messages stored more than `days` days ago (`days >= 1`);
+    /// returns how many.
+    #[tracing::instrument(level = "debug", skip(self), fields(host_type = %self.host_type))]
+    pub async fn remove_old_messages(&self, domain: &str, days: u32) -> Result<u64> {
+        if days < 1 {
+            return Err(OfflineError::invalid_input(
+                "remove_old_messages needs days >= 1, got 0",
+            ));
+        }
+        let domain = self.served(domain)?;
+        let cutoff = self
+            .clock
+            .now()
+            .saturating_sub(DAY.saturating_mul(days.into()));
+        let removed = self.store.remove_old_messages(&domain, cutoff).await?;
+        self.instrumentation.purged("old", removed);
+        Ok(removed)
+    }
+
+    /// The user's GDPR export: every message held for them, in arrival order (columns
+    /// [`PERSONAL_DATA_FIELDS`]).
+    #[tracing::instrument(level = "debug", skip(self), fields(host_type = %self.host_type))]
+    pub async fn personal_data(&self, user: &Jid) -> Result<Vec<PersonalDataRow>> {
+        let key = UserKey::try_from(user)?;
+        // At the earliest time nothing has expired: the export covers everything held.
+        let held = self
+            .store
+            .fetch_messages(&key, None, None, i64::MIN)
+            .await?;
+        Ok(held
+            .into_iter()
+            .map(|stored| PersonalDataRow {
+                timestamp: format_stamp_seconds(stored.message.timestamp),
+                from: stored.message.from,
+                to: key.to_string(),
+                packet: stored.message.packet,
+            })
+            .collect())
+    }
+
+    /// Service discovery features of the server (`disco#info` to the domain) at `node`:
+    /// `msgoffline` at the root node.
+    pub fn disco_local_features(&self, node: &str) -> Vec<&'static str> {
+        if node.is_empty() {
+            vec![FEATURE_MSGOFFLINE]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Service discovery features of a user's bare JID at `node`, asked by someone who is
+    /// (`presence_subscribed`) or is not subscribed to the user's presence: `msgoffline` at the
+    /// root node for subscribers, as in MongooseIM.
+    pub fn disco_sm_features(&self, node: &str, presence_subscribed: bool) -> Vec<&'static str> {
+        if presence_subscribed {
+            self.disco_local_features(node)
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn served(&self, domain: &str) -> Result<Domain> {
+        let domain = Domain::new(domain)?;
+        let domains = self.domains.read().unwrap_or_else(PoisonError::into_inner);
+        if domains.contains(&domain) {
+            Ok(domain)
+        } else {
+            Err(OfflineError::UnknownDomain {
+                domain: domain.to_string(),
+                host_type: self.host_type.clone(),
+            })
+        }
+    }
+}
+
+/// `mod_offline_stub`: swallows offline messages the module did not store, so that no 503
+/// bounce is sent (for servers where MAM keeps the history).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OfflineStub;
+
+impl OfflineStub {
+    /// Handles a message nothing stored: it is dropped silently.
+    pub fn offline_message(&self, _from: &Jid, _to: &Jid, _message: &Element) -> Disposition {
+        Disposition::Dropped
+    }
+}
+
+/// The message without its top-level XEP-0203 and XEP-0091 delay stamps.
+fn without_delays(message: &Element) -> Element {
+    let mut stripped = message.clone();
+    let nodes = stripped.take_nodes();
+    for node in nodes {
+        let is_delay = node
+            .as_element()
+            .is_some_and(|child| child.is("delay", ns::DELAY) || child.is("x", ns::DELAY_LEGACY));
+        if !is_delay {
+            stripped.append_node(node);
+        }
+    }
+    stripped
+}
+
+/// XEP-0023: `<x xmlns='jabber:x:expire' seconds='N'/>` with N > 0 expires the message N
+/// seconds after `timestamp`; as in MongooseIM only the first such element counts.
+fn expiry(message: &Element, timestamp: i64) -> Option<i64> {
+    let expire = message.children().find(|child| child.ns() == ns::EXPIRE)?;
+    let seconds: i64 = expire.attr("seconds")?.trim().parse().ok()?;
+    (seconds > 0).then(|| timestamp.saturating_add(seconds.saturating_mul(1_000_000)))
+}
+
+/// XEP-0359: a message's `<origin-id/>` with its sender's bare JID identifies resends.
+fn dedupe_key(from: &Jid, message: &Element) -> Option<String> {
+    let id = message.get_child("origin-id", ns::SID)?.attr("id")?;
+    let key = format!("{} {id}", from.to_bare());
+    (!id.is_empty() && key.len() <= MAX_DEDUPE_KEY_BYTES).then_some(key)
+}
+
+/// A stored message as a stanza to route, or `None` (logged) if the stored data is corrupt.
+fn delivery(user: &UserKey, stored: StoredMessage) -> Option<Delivery> {
+    let message = stored.message;
+    let parsed = (|| {
+        let from = Jid::new(&message.from).map_err(|e| format!("sender: {e}"))?;
+        let to = Jid::new(&message.to).map_err(|e| format!("recipient: {e}"))?;
+        let stanza = parse_packet(&message.packet).map_err(|e| format!("packet: {e}"))?;
+        Ok::<_, String>((from, to, stanza))
+    })();
+    match parsed {
+        Ok((from, to, mut stanza)) => {
+            if stanza.attr("from").is_none() {
+                set_attr(&mut stanza, xml_ncname!("from"), from.as_str());
+            }
+            if stanza.attr("to").is_none() {
+                set_attr(&mut stanza, xml_ncname!("to"), to.as_str());
+            }
+            stanza.append_child(delay_element(user.server(), message.timestamp));
+            Some(Delivery {
+                from,
+                to,
+                stanza,
+                permanent_fields: message.permanent_fields,
+            })
+        }
+        Err(reason) => {
+            error!(%user, seq = stored.seq, %reason, packet = %message.packet, "dropping a corrupt offline message");
+            None
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The module's metrics, read back through a debugging recorder: MongooseIM's Prometheus names
+//! and labels, the Exometer-style flat names, and the counters beyond MongooseIM's.
+
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use offline_core::jid::Jid;
+use offline_core::minidom::Element;
+use offline_core::{
+    AccessConfig, Disposition, ManualClock, MetricNames, ModuleOptions, OfflineModule,
+};
+use offline_mem::MemBackend;
+
+const T0: i64 = 1_700_000_000_000_000;
+
+/// What the recorder saw: `name{label=value,...}` → counter value or histogram sample count.
+fn observe(
+    names: MetricNames,
+    options: ModuleOptions,
+    scenario: impl AsyncFnOnce(&OfflineModule),
+) -> BTreeMap<String, u64> {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let access: AccessConfig =
+            toml::from_str("[access]\nmax_user_offline_messages = [{acl = \"all\", value = 2}]")
+                .unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let module = OfflineModule::builder("localhost", Arc::new(MemBackend::new()))
+            .domain("localhost".parse().unwrap())
+            .options(options)
+            .access(access)
+            .clock(clock)
+            .metric_names(names)
+            .build();
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(scenario(&module));
+    });
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = if labels.is_empty() {
+                key.name().to_owned()
+            } else {
+                format!("{}{{{}}}", key.name(), labels.join(","))
+            };
+            let value = match value {
+                DebugValue::Counter(n) => n,
+                DebugValue::Histogram(samples) => samples.len() as u64,
+                DebugValue::Gauge(g) => g.into_inner() as u64,
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+fn chat(body: &str) -> Element {
+    format!("<message xmlns='jabber:client' type='chat'><body>{body}</body></message>")
+        .parse()
+        .unwrap()
+}
+
+/// Three messages for a quota of two, one chat state nobody stores, a delivery, purges.
+async fn scenario(module: &OfflineModule) {
+    let (alice, bob) = (
+        Jid::new("alice@localhost/r").unwrap(),
+        Jid::new("bob@localhost").unwrap(),
+    );
+    for body in ["1", "2", "3"] {
+        let _ = module.offline_message(&alice, &bob, &chat(body)).await;
+    }
+    let composing: Element = "<message xmlns='jabber:client' type='chat'>\
+        <composing xmlns='http://jabber.org/protocol/chatstates'/></message>"
+        .parse()
+        .unwrap();
+    let _ = module.instrumentation().bounce(&alice, &bob, &composing);
+    assert_eq!(module.resend_offline_messages(&bob).await.unwrap().len(), 2);
+    let _ = module.offline_message(&alice, &bob, &chat("4")).await;
+    assert_eq!(module.remove_user(&bob).await.unwrap(), 1);
+}
+
+#[test]
+fn prometheus_names_are_mongooseims() {
+    let seen = observe(MetricNames::Prometheus, ModuleOptions::default(), scenario);
+    let expected: BTreeMap<String, u64> = [
+        (
+            "mod_offline_mem_count{host_type=localhost,function=write_messages}",
+            4,
+        ),
+        (
+            "mod_offline_mem_time{host_type=localhost,function=write_messages}",
+            4,
+        ),
+        (
+            "mod_offline_mem_count{host_type=localhost,function=pop_messages}",
+            1,
+        ),
+        (
+            "mod_offline_mem_time{host_type=localhost,function=pop_messages}",
+            1,
+        ),
+        ("sm_message_bounced_count{host_type=localhost}", 1),
+        ("mod_offline_stored_count{host_type=localhost}", 3),
+        (
+            "mod_offline_rejected_count{host_type=localhost,reason=quota}",
+            1,
+        ),
+        (
+            "mod_offline_purged_count{host_type=localhost,reason=user}",
+            1,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect();
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn exometer_names_are_flat() {
+    let seen = observe(
+        MetricNames::Exometer {
+            all_metrics_are_global: false,
+        },
+        ModuleOptions::default(),
+        scenario,
+    );
+    for name in [
+        "localhost.mod_offline_mem.write_messages.count",
+        "localhost.mod_offline_mem.write_messages.time",
+        "localhost.mod_offline_mem.pop_messages.count",
+        "localhost.mod_offline_mem.pop_messages.time",
+        "localhost.sm_message_bounced.count",
+        "localhost.mod_offline_rejected.quota.count",
+    ] {
+        assert!(seen.contains_key(name), "{name} missing from {seen:#?}");
+    }
+    assert!(
+        seen.keys().all(|name| !name.contains('{')),
+        "labels in {seen:#?}"
+    );
+    let global = observe(
+        MetricNames::Exometer {
+            all_metrics_are_global: true,
+        },
+        ModuleOptions::default(),
+        scenario,
+    );
+    assert_eq!(
+        global.get("global.mod_offline_mem.pop_messages.count"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn messages_expired_before_they_are_stored_are_dropped_and_counted() {
+    let trusting = ModuleOptions {
+        trust_sender_delay: true,
+        ..ModuleOptions::default()
+    };
+    let seen = observe(MetricNames::Prometheus, trusting, async |module| {
+        let (alice, bob) = (
+            Jid::new("alice@localhost/r").unwrap(),
+            Jid::new("bob@localhost").unwrap(),
+        );
+        // Sent an hour before T0 (2023-11-14T22:13:20Z), to expire after a minute.
+        let stale: Element = "<message xmlns='jabber:client' type='chat'><body>b</body>\
+            <delay xmlns='urn:xmpp:delay' stamp='2023-11-14T21:13:20Z'/>\
+            <x xmlns='jabber:x:expire' seconds='60'/></message>"
+            .parse()
+            .unwrap();
+        let outcome = module.offline_message(&alice, &bob, &stale).await;
+        assert_eq!(outcome, Disposition::Dropped);
+        assert!(
+            module
+                .resend_offline_messages(&bob)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    });
+    assert_eq!(
+        seen.get("mod_offline_expired_dropped_count{host_type=localhost}"),
+        Some(&1)
+    );
+    assert_eq!(
+        seen.get("mod_offline_stored_count{host_type=localhost}"),
+        None
+    );
+}
