@@ -11,7 +11,7 @@ use tracing::{debug, error, warn};
 
 use crate::stanza::{
     Classification, StanzaError, classify, delay_element, error_reply, format_stamp_seconds, ns,
-    offline_event, parse_packet, sender_stamp, set_attr,
+    offline_event, parse_packet, plain_copy, sender_stamp, serialize, set_attr,
 };
 use crate::{
     AccessConfig, Clock, ConfigError, Domain, FEATURE_MSGOFFLINE, Instrumentation,
@@ -203,31 +203,45 @@ impl OfflineModule {
         }
     }
 
-    /// The module as a MongooseIM configuration file sets it up for `host_type`: a static host
-    /// (`general.hosts`) serves its own domain; a host type of `general.host_types` starts with
-    /// none, to be added with [`add_domain`](Self::add_domain).
+    /// The module as a MongooseIM configuration file sets it up for `host_type` (with its
+    /// `[[host_config]]`, if any): a static host (`general.hosts`) serves its own domain; a host
+    /// type of `general.host_types` starts with none, to be added with
+    /// [`add_domain`](Self::add_domain). `store` must be of the configured `backend` kind.
     pub fn from_config(
         host_type: &str,
         config: &OfflineConfig,
         store: Arc<dyn OfflineBackend>,
     ) -> Result<Self, ConfigError> {
-        let options = config.module.clone().ok_or_else(|| ConfigError {
-            key: "modules.mod_offline".into(),
-            message: "the module is not configured".into(),
-        })?;
         let host = config.hosts.iter().find(|host| host.as_str() == host_type);
         if host.is_none() && !config.host_types.iter().any(|t| t == host_type) {
-            return Err(ConfigError {
-                key: "general.hosts".into(),
-                message: format!(
+            return Err(ConfigError::new(
+                "general.hosts",
+                format!(
                     "host type `{host_type}` is in neither general.hosts nor general.host_types"
                 ),
-            });
+            ));
+        }
+        let settings = config.for_host(host_type);
+        let options = settings.module.clone().ok_or_else(|| {
+            ConfigError::new(
+                "modules.mod_offline",
+                format!("not enabled for `{host_type}`"),
+            )
+        })?;
+        if options.backend.name() != store.name() {
+            return Err(ConfigError::new(
+                "modules.mod_offline.backend",
+                format!(
+                    "`{host_type}` is configured for the {} backend, but the store given is {}",
+                    options.backend.name(),
+                    store.name()
+                ),
+            ));
         }
         Ok(Self::builder(host_type, store)
             .domains(host.cloned())
             .options(options)
-            .access(config.access.clone())
+            .access(settings.access.clone())
             .metric_names(config.metric_names)
             .build())
     }
@@ -292,10 +306,14 @@ impl OfflineModule {
         };
         let now = self.clock.now();
         let timestamp = match self.options.trust_sender_delay {
-            true => sender_stamp(message).unwrap_or(now),
+            // A stamp from the future would dodge purges by age: it counts as now.
+            true => sender_stamp(message).map_or(now, |stamp| stamp.min(now)),
             false => now,
         };
-        let packet = String::from(&without_delays(message));
+        let Some(packet) = serialize(&plain_copy(message, &is_delay)) else {
+            self.instrumentation.rejected("malformed");
+            return Disposition::Refused(error_reply(from, to, message, &StanzaError::MALFORMED));
+        };
         if packet.len() > MAX_PACKET_BYTES {
             self.instrumentation.rejected("too_large");
             return Disposition::Refused(error_reply(from, to, message, &StanzaError::TOO_LARGE));
@@ -483,25 +501,15 @@ impl OfflineStub {
     }
 }
 
-/// The message without its top-level XEP-0203 and XEP-0091 delay stamps.
-fn without_delays(message: &Element) -> Element {
-    let mut stripped = message.clone();
-    let nodes = stripped.take_nodes();
-    for node in nodes {
-        let is_delay = node
-            .as_element()
-            .is_some_and(|child| child.is("delay", ns::DELAY) || child.is("x", ns::DELAY_LEGACY));
-        if !is_delay {
-            stripped.append_node(node);
-        }
-    }
-    stripped
+/// Whether a top-level child is a XEP-0203 or XEP-0091 delay stamp, which storing strips.
+fn is_delay(child: &Element) -> bool {
+    child.is("delay", ns::DELAY) || child.is("x", ns::DELAY_LEGACY)
 }
 
 /// XEP-0023: `<x xmlns='jabber:x:expire' seconds='N'/>` with N > 0 expires the message N
 /// seconds after `timestamp`; as in MongooseIM only the first such element counts.
 fn expiry(message: &Element, timestamp: i64) -> Option<i64> {
-    let expire = message.children().find(|child| child.ns() == ns::EXPIRE)?;
+    let expire = message.get_child("x", ns::EXPIRE)?;
     let seconds: i64 = expire.attr("seconds")?.trim().parse().ok()?;
     (seconds > 0).then(|| timestamp.saturating_add(seconds.saturating_mul(1_000_000)))
 }
@@ -539,7 +547,7 @@ fn delivery(user: &UserKey, stored: StoredMessage) -> Option<Delivery> {
             })
         }
         Err(reason) => {
-            error!(%user, seq = stored.seq, %reason, packet = %message.packet, "dropping a corrupt offline message");
+            error!(%user, seq = stored.seq, bytes = message.packet.len(), %reason, "dropping a corrupt offline message");
             None
         }
     }

@@ -1,5 +1,6 @@
-//! The module when its backend fails: a failed write is an internal error (never "queue full"),
-//! a failed pop delivers nothing and loses nothing.
+//! The module when its backend fails, with a mockall mock of the backend: a failed write is an
+//! internal error (never "queue full"), a failed pop delivers nothing and loses nothing, failed
+//! admin calls report their error.
 
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -7,39 +8,46 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mockall::automock;
+use mockall::mock;
 use offline_core::jid::Jid;
 use offline_core::minidom::Element;
 use offline_core::{
     Disposition, Domain, ManualClock, NewMessage, OfflineBackend, OfflineError, OfflineModule,
     QueueStats, Quota, Result, StoredMessage, UserKey, WriteReport,
 };
-use offline_mem::MemBackend;
 
-/// Which calls fail: a mock, so each test says exactly when the store breaks.
-#[automock]
-trait Faults {
-    /// The error the next `write_messages` fails with, if any.
-    fn write(&self) -> Option<OfflineError>;
-    /// The error the next `pop_messages` fails with, if any.
-    fn pop(&self) -> Option<OfflineError>;
-}
+mock! {
+    #[derive(Debug)]
+    Backend {}
 
-/// `offline-mem`, failing when the mock says so, as a database dropping the connection would.
-#[derive(Debug)]
-struct Faulty {
-    store: MemBackend,
-    faults: MockFaults,
+    #[async_trait]
+    impl OfflineBackend for Backend {
+        fn name(&self) -> &'static str;
+        async fn write_messages(&self, user: &UserKey, messages: Vec<NewMessage>, quota: Quota, now: i64) -> Result<WriteReport>;
+        async fn pop_messages(&self, user: &UserKey, now: i64) -> Result<Vec<StoredMessage>>;
+        async fn fetch_messages(&self, user: &UserKey, after: Option<u64>, limit: Option<usize>, now: i64) -> Result<Vec<StoredMessage>>;
+        async fn remove_messages(&self, user: &UserKey, seqs: &[u64]) -> Result<u64>;
+        async fn count_messages(&self, user: &UserKey) -> Result<QueueStats>;
+        // Named lifetimes, as async-trait writes them, so that mockall can mock Option<&T>.
+        async fn list_users<'life0, 'life1, 'life2>(&'life0 self, domain: Option<&'life1 Domain>, after: Option<&'life2 UserKey>, limit: usize) -> Result<Vec<UserKey>>;
+        async fn remove_expired_messages(&self, domain: &Domain, now: i64) -> Result<u64>;
+        async fn remove_old_messages(&self, domain: &Domain, cutoff: i64) -> Result<u64>;
+        async fn remove_user(&self, user: &UserKey) -> Result<u64>;
+        async fn remove_domain(&self, domain: &Domain) -> Result<u64>;
+    }
 }
 
 const T0: i64 = 1_700_000_000_000_000;
 
-fn module(faults: MockFaults) -> OfflineModule {
-    let store = Faulty {
-        store: MemBackend::new(),
-        faults,
-    };
-    OfflineModule::builder("localhost", Arc::new(store))
+/// A mock that answers `name()`: the module asks it for metric names.
+fn backend() -> MockBackend {
+    let mut backend = MockBackend::new();
+    backend.expect_name().return_const("mock");
+    backend
+}
+
+fn module(backend: MockBackend) -> OfflineModule {
+    OfflineModule::builder("localhost", Arc::new(backend))
         .domain("localhost".parse().unwrap())
         .clock(Arc::new(ManualClock::new(T0)))
         .build()
@@ -69,14 +77,15 @@ fn disk_full() -> OfflineError {
 #[tokio::test]
 async fn failed_write_is_an_internal_server_error_not_a_full_queue() {
     for failure in [connection_dropped, disk_full] {
-        let mut faults = MockFaults::new();
-        faults
-            .expect_write()
+        let mut backend = backend();
+        backend
+            .expect_write_messages()
             .times(1)
-            .returning(move || Some(failure()));
-        let module = module(faults);
+            .returning(move |_, _, _, _| Err(failure()));
         let (alice, bob) = jids();
-        let outcome = module.offline_message(&alice, &bob, &message()).await;
+        let outcome = module(backend)
+            .offline_message(&alice, &bob, &message())
+            .await;
         let expected: Element = "<message xmlns='jabber:client' from='bob@localhost' \
              to='alice@localhost/r' type='error' id='m1'><error code='500' type='wait'>\
              <internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
@@ -89,82 +98,122 @@ async fn failed_write_is_an_internal_server_error_not_a_full_queue() {
 }
 
 #[tokio::test]
-async fn failed_pop_delivers_nothing_and_loses_nothing() {
-    let mut faults = MockFaults::new();
-    faults.expect_write().times(3).returning(|| None);
-    let mut pops = 0;
-    faults.expect_pop().times(2).returning(move || {
-        pops += 1;
-        (pops == 1).then(connection_dropped)
-    });
-    let module = module(faults);
+async fn quota_refusal_from_the_store_is_a_full_queue() {
+    let mut backend = backend();
+    backend
+        .expect_write_messages()
+        .times(1)
+        .returning(|user, _, quota, _| {
+            Err(OfflineError::QuotaExceeded {
+                user: user.clone(),
+                quota,
+                stored: QueueStats {
+                    messages: 100,
+                    bytes: 9000,
+                },
+                incoming: QueueStats {
+                    messages: 1,
+                    bytes: 90,
+                },
+            })
+        });
     let (alice, bob) = jids();
-    for _ in 0..3 {
-        let outcome = module.offline_message(&alice, &bob, &message()).await;
-        assert!(matches!(outcome, Disposition::Stored { .. }));
-    }
+    let Disposition::Refused(reply) = module(backend)
+        .offline_message(&alice, &bob, &message())
+        .await
+    else {
+        panic!("not refused");
+    };
+    let error = reply.get_child("error", "jabber:client").unwrap();
+    assert!(error.has_child("resource-constraint", "urn:ietf:params:xml:ns:xmpp-stanzas"));
+}
+
+#[tokio::test]
+async fn failed_pop_delivers_nothing_and_loses_nothing() {
+    let stored = StoredMessage {
+        seq: 7,
+        message: NewMessage::new(
+            T0,
+            "alice@localhost/r",
+            "bob@localhost",
+            "<message xmlns='jabber:client' type='chat'><body>kept</body></message>",
+        ),
+    };
+    let mut backend = backend();
+    let mut pops = 0;
+    // The first pop fails; the module must then neither deliver nor remove anything (any
+    // other call would fail this mock), and the next pop still finds the message.
+    backend
+        .expect_pop_messages()
+        .times(2)
+        .returning(move |_, _| {
+            pops += 1;
+            if pops == 1 {
+                Err(connection_dropped())
+            } else {
+                Ok(vec![stored.clone()])
+            }
+        });
+    let module = module(backend);
+    let (_, bob) = jids();
     let err = module.resend_offline_messages(&bob).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     let delivered = module.resend_offline_messages(&bob).await.unwrap();
-    assert_eq!(delivered.len(), 3, "the failed pop lost messages");
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        delivered[0]
+            .stanza
+            .get_child("body", "jabber:client")
+            .unwrap()
+            .text(),
+        "kept"
+    );
 }
 
-#[async_trait]
-impl OfflineBackend for Faulty {
-    fn name(&self) -> &'static str {
-        "faulty"
-    }
-    async fn write_messages(
-        &self,
-        user: &UserKey,
-        messages: Vec<NewMessage>,
-        quota: Quota,
-        now: i64,
-    ) -> Result<WriteReport> {
-        if let Some(err) = self.faults.write() {
-            return Err(err);
-        }
-        self.store.write_messages(user, messages, quota, now).await
-    }
-    async fn pop_messages(&self, user: &UserKey, now: i64) -> Result<Vec<StoredMessage>> {
-        if let Some(err) = self.faults.pop() {
-            return Err(err);
-        }
-        self.store.pop_messages(user, now).await
-    }
-    async fn fetch_messages(
-        &self,
-        user: &UserKey,
-        after: Option<u64>,
-        limit: Option<usize>,
-        now: i64,
-    ) -> Result<Vec<StoredMessage>> {
-        self.store.fetch_messages(user, after, limit, now).await
-    }
-    async fn remove_messages(&self, user: &UserKey, seqs: &[u64]) -> Result<u64> {
-        self.store.remove_messages(user, seqs).await
-    }
-    async fn count_messages(&self, user: &UserKey) -> Result<QueueStats> {
-        self.store.count_messages(user).await
-    }
-    async fn list_users(
-        &self,
-        domain: Option<&Domain>,
-        after: Option<&UserKey>,
-        limit: usize,
-    ) -> Result<Vec<UserKey>> {
-        self.store.list_users(domain, after, limit).await
-    }
-    async fn remove_expired_messages(&self, domain: &Domain, now: i64) -> Result<u64> {
-        self.store.remove_expired_messages(domain, now).await
-    }
-    async fn remove_old_messages(&self, domain: &Domain, cutoff: i64) -> Result<u64> {
-        self.store.remove_old_messages(domain, cutoff).await
-    }
-    async fn remove_user(&self, user: &UserKey) -> Result<u64> {
-        self.store.remove_user(user).await
-    }
-    async fn remove_domain(&self, domain: &Domain) -> Result<u64> {
-        self.store.remove_domain(domain).await
-    }
+#[tokio::test]
+async fn failed_admin_calls_report_the_failure() {
+    let mut backend = backend();
+    backend
+        .expect_remove_expired_messages()
+        .returning(|_, _| Err(connection_dropped()));
+    backend
+        .expect_remove_old_messages()
+        .returning(|_, _| Err(connection_dropped()));
+    backend
+        .expect_remove_user()
+        .returning(|_| Err(connection_dropped()));
+    backend
+        .expect_fetch_messages()
+        .returning(|_, _, _, _| Err(connection_dropped()));
+    backend
+        .expect_remove_domain()
+        .returning(|_| Err(disk_full()));
+    let module = module(backend);
+    let (_, bob) = jids();
+    assert!(
+        module
+            .remove_expired_messages("localhost")
+            .await
+            .unwrap_err()
+            .is_transient()
+    );
+    assert!(
+        module
+            .remove_old_messages("localhost", 1)
+            .await
+            .unwrap_err()
+            .is_transient()
+    );
+    assert!(module.remove_user(&bob).await.unwrap_err().is_transient());
+    assert!(module.personal_data(&bob).await.unwrap_err().is_transient());
+    let localhost = "localhost".parse().unwrap();
+    let err = module.remove_domain(&localhost).await.unwrap_err();
+    assert!(matches!(err, OfflineError::Backend { .. }), "{err:?}");
+    // The domain whose removal failed is still served.
+    assert!(
+        module
+            .remove_expired_messages("localhost")
+            .await
+            .is_err_and(|e| e.is_transient())
+    );
 }

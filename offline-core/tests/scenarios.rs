@@ -59,6 +59,14 @@ impl Server {
         Self::new(ModuleOptions::default(), AccessConfig::default())
     }
 
+    fn trusting_sender_delays() -> Self {
+        let options = ModuleOptions {
+            trust_sender_delay: true,
+            ..ModuleOptions::default()
+        };
+        Self::new(options, AccessConfig::default())
+    }
+
     async fn send(&self, from: &str, to: &str, message: &Element) -> Disposition {
         self.module
             .offline_message(&jid(from), &jid(to), message)
@@ -226,16 +234,7 @@ async fn expired_messages_are_not_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn max_offline_messages_reached() {
-    let config =
-        OfflineConfig::from_toml_str(include_str!("../../docs/examples/mongooseim.toml")).unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let module = Arc::new(
-        OfflineModule::builder("localhost", Arc::new(MemBackend::new()))
-            .options(config.module.clone().unwrap())
-            .access(config.access.clone())
-            .clock(clock)
-            .build(),
-    );
+    let module = Arc::new(example_module());
     let alice = jid("alice@localhost");
     let mut senders = tokio::task::JoinSet::new();
     for resource in 1..=4 {
@@ -294,12 +293,23 @@ async fn max_offline_messages_reached() {
     );
 }
 
-#[tokio::test]
-async fn admins_get_the_larger_quota_of_the_example_configuration() {
+/// The module for `localhost` as `docs/examples/mongooseim.toml` configures it, on `offline-mem`
+/// (the file names the rdbms backend, whose options the in-memory store ignores).
+fn example_module() -> OfflineModule {
     let config =
         OfflineConfig::from_toml_str(include_str!("../../docs/examples/mongooseim.toml")).unwrap();
-    let module =
-        OfflineModule::from_config("localhost", &config, Arc::new(MemBackend::new())).unwrap();
+    let localhost = config.for_host("localhost");
+    OfflineModule::builder("localhost", Arc::new(MemBackend::new()))
+        .domain("localhost".parse().unwrap())
+        .options(localhost.module.clone().unwrap())
+        .access(localhost.access.clone())
+        .clock(Arc::new(ManualClock::new(T0)))
+        .build()
+}
+
+#[tokio::test]
+async fn admins_get_the_larger_quota_of_the_example_configuration() {
+    let module = example_module();
     let send = |to: &'static str, n: usize| {
         let message = chat("bob@localhost/r", to, &n.to_string(), "x");
         let module = &module;
@@ -316,13 +326,13 @@ async fn admins_get_the_larger_quota_of_the_example_configuration() {
             "admin message {n}"
         );
     }
-    for n in 0..100 {
-        assert_eq!(send("ops-anna@localhost", n).await, stored());
+    for n in 0..101 {
+        assert_eq!(
+            send("ops-anna@localhost", n).await,
+            stored(),
+            "ops-anna is an admin"
+        );
     }
-    assert!(matches!(
-        send("ops-anna@localhost", 100).await,
-        Disposition::Stored { .. }
-    ));
     for n in 0..100 {
         assert_eq!(send("carol@localhost", n).await, stored());
     }
@@ -330,6 +340,28 @@ async fn admins_get_the_larger_quota_of_the_example_configuration() {
         send("carol@localhost", 100).await,
         Disposition::Refused(_)
     ));
+}
+
+#[test]
+fn from_config_checks_host_and_backend() {
+    let config =
+        OfflineConfig::from_toml_str(include_str!("../../docs/examples/mongooseim.toml")).unwrap();
+    let mem = || -> Arc<MemBackend> { Arc::new(MemBackend::new()) };
+    let err = OfflineModule::from_config("localhost", &config, mem()).unwrap_err();
+    assert_eq!(err.key, "modules.mod_offline.backend");
+    assert!(
+        err.message
+            .contains("rdbms backend, but the store given is mem"),
+        "{err}"
+    );
+    let err = OfflineModule::from_config("unknown.example", &config, mem()).unwrap_err();
+    assert_eq!(err.key, "general.hosts");
+    let in_memory = OfflineConfig::from_toml_str(
+        "[general]\nhosts = [\"localhost\"]\n[modules.mod_offline]\nbackend = \"mnesia\"",
+    )
+    .unwrap();
+    let module = OfflineModule::from_config("localhost", &in_memory, mem()).unwrap();
+    assert_eq!(module.host_type(), "localhost");
 }
 
 #[tokio::test]
@@ -577,13 +609,7 @@ async fn sender_delays_are_stripped_and_trusted_only_when_configured() {
         "2023-11-14T22:13:20.000000Z"
     );
 
-    let trusting = Server::new(
-        ModuleOptions {
-            trust_sender_delay: true,
-            ..ModuleOptions::default()
-        },
-        AccessConfig::default(),
-    );
+    let trusting = Server::trusting_sender_delays();
     let _ = trusting
         .send("alice@localhost/r", "bob@localhost", &with_stamps)
         .await;
@@ -634,4 +660,71 @@ async fn oversized_message_is_refused_not_lost_silently() {
         (Some("406"), Some("modify"))
     );
     assert!(error.has_child("not-acceptable", "urn:ietf:params:xml:ns:xmpp-stanzas"));
+}
+
+#[tokio::test]
+async fn redeclared_prefixes_are_stored_and_delivered() {
+    let server = Server::plain();
+    let message = stanza(
+        "<message xmlns='jabber:client' xmlns:a='urn:one' type='chat'><body>b</body>\
+         <a:x xmlns:a='urn:two'><a:y/></a:x></message>",
+    );
+    assert_eq!(
+        server
+            .send("alice@localhost/r", "bob@localhost", &message)
+            .await,
+        stored()
+    );
+    let delivered = server.login("bob@localhost").await;
+    assert_eq!(delivered.len(), 1);
+    assert!(delivered[0].has_child("x", "urn:two"));
+}
+
+#[tokio::test]
+async fn message_that_cannot_be_written_as_xml_is_refused() {
+    let server = Server::plain();
+    // Built by a server, not parsed: XML cannot carry U+0001.
+    let mut message = stanza("<message xmlns='jabber:client' type='chat'><body/></message>");
+    message.append_text("\u{1}");
+    let Disposition::Refused(reply) = server
+        .send("alice@localhost/r", "bob@localhost", &message)
+        .await
+    else {
+        panic!("an unwritable message was accepted");
+    };
+    let error = reply.get_child("error", "jabber:client").unwrap();
+    assert!(error.has_child("bad-request", "urn:ietf:params:xml:ns:xmpp-stanzas"));
+    assert!(server.login("bob@localhost").await.is_empty());
+}
+
+#[tokio::test]
+async fn trusted_sender_stamps_from_the_future_count_as_now() {
+    let trusting = Server::trusting_sender_delays();
+    let message = stanza(
+        "<message xmlns='jabber:client' type='chat'><body>b</body>\
+         <delay xmlns='urn:xmpp:delay' stamp='2099-01-01T00:00:00Z'/></message>",
+    );
+    let _ = trusting
+        .send("alice@localhost/r", "bob@localhost", &message)
+        .await;
+    let rows = trusting
+        .module
+        .personal_data(&jid("bob@localhost"))
+        .await
+        .unwrap();
+    assert_eq!(rows[0].timestamp, "2023-11-14T22:13:20Z");
+}
+
+#[tokio::test]
+async fn only_the_xep_0023_x_element_sets_an_expiry() {
+    let server = Server::plain();
+    let other = stanza(
+        "<message xmlns='jabber:client' type='chat'><body>b</body>\
+         <other xmlns='jabber:x:expire' seconds='1'/></message>",
+    );
+    let _ = server
+        .send("alice@localhost/r", "bob@localhost", &other)
+        .await;
+    server.clock.advance_secs(5);
+    assert_eq!(server.login("bob@localhost").await.len(), 1);
 }

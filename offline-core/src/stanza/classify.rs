@@ -30,7 +30,7 @@ pub enum Classification {
 /// | a XEP-0334 `<no-store/>` hint | [`Pass`](Classification::Pass) |
 /// | a XEP-0334 `<store/>` hint | stored |
 /// | a XEP-0022 `jabber:x:event` with `<id/>` | [`Pass`](Classification::Pass) |
-/// | only XEP-0085 chat-state children | [`Pass`](Classification::Pass) |
+/// | only XEP-0085 chat-state children (delay stamps aside) | [`Pass`](Classification::Pass) |
 /// | anything else (`chat`, `normal`, no type; body optional) | stored |
 ///
 /// ```
@@ -49,31 +49,32 @@ pub fn classify(message: &Element, store_groupchat: bool) -> Classification {
     if message.has_child("no-store", ns::HINTS) {
         return Classification::Pass;
     }
-    if message.has_child("store", ns::HINTS) {
-        return Classification::Store {
-            offline_event: false,
-        };
-    }
-    // As MongooseIM reads a message: the last x:event child, and whether anything other
-    // than x:event and chat-state elements is present.
+    // As MongooseIM reads a message: the last x:event child decides, else chat states alone
+    // are not stored. Delay stamps, which storing strips, do not count as content.
     let event = message.children().filter(|c| c.ns() == ns::EVENT).last();
+    let offline_event =
+        event.is_some_and(|e| e.has_child("offline", ns::EVENT) && !e.has_child("id", ns::EVENT));
+    let store = Classification::Store { offline_event };
+    if message.has_child("store", ns::HINTS) {
+        return store;
+    }
     if let Some(event) = event {
         return if event.has_child("id", ns::EVENT) {
             Classification::Pass
         } else {
-            Classification::Store {
-                offline_event: event.has_child("offline", ns::EVENT),
-            }
+            store
         };
     }
+    let content = |c: &&Element| c.ns() != ns::DELAY && c.ns() != ns::DELAY_LEGACY;
     let has_chat_state = message.children().any(|c| c.ns() == ns::CHATSTATES);
-    let has_other = message.children().any(|c| c.ns() != ns::CHATSTATES);
+    let has_other = message
+        .children()
+        .filter(content)
+        .any(|c| c.ns() != ns::CHATSTATES);
     if has_chat_state && !has_other {
         return Classification::Pass;
     }
-    Classification::Store {
-        offline_event: false,
-    }
+    store
 }
 
 #[cfg(test)]
@@ -195,6 +196,12 @@ mod tests {
         );
         let event = "<x xmlns='jabber:x:event'><id>m1</id></x><store xmlns='urn:xmpp:hints'/>";
         row("type='chat'", event, false, STORE);
+        let offline_request =
+            "<x xmlns='jabber:x:event'><offline/></x><store xmlns='urn:xmpp:hints'/>";
+        let expected = Classification::Store {
+            offline_event: true,
+        };
+        row("type='chat'", offline_request, false, expected);
     }
 
     #[test]

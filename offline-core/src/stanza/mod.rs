@@ -9,8 +9,10 @@ pub use classify::{Classification, classify};
 pub(crate) use delay::{delay_element, format_stamp_seconds, sender_stamp};
 pub use reply::{StanzaError, bounce_reply, error_reply, offline_event, user_not_found_reply};
 
-use minidom::Element;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use minidom::rxml::{Namespace, NcNameStr};
+use minidom::{Element, Node};
 
 /// Namespaces the module reads or writes.
 pub mod ns {
@@ -46,4 +48,56 @@ pub(crate) fn set_attr(element: &mut Element, name: &NcNameStr, value: &str) {
 /// packets stored by other servers may have been written without one.
 pub fn parse_packet(xml: &str) -> Result<Element, minidom::Error> {
     Element::from_reader_with_prefixes(xml.as_bytes(), String::from(ns::CLIENT))
+}
+
+/// A copy of `element` without its prefix declarations (and without the top-level children
+/// `drop_child` picks), so that it serialises with generated ones: a parsed stanza may redeclare
+/// a prefix in a way `minidom`'s writer rejects.
+pub(crate) fn plain_copy(element: &Element, drop_child: &dyn Fn(&Element) -> bool) -> Element {
+    let mut copy = Element::builder(element.name(), element.ns()).build();
+    for ((namespace, name), value) in element.attrs().iter() {
+        copy.set_attr(namespace.clone(), name.clone(), value.as_str());
+    }
+    for node in element.nodes() {
+        match node {
+            Node::Element(child) if drop_child(child) => {}
+            Node::Element(child) => {
+                copy.append_child(plain_copy(child, &|_| false));
+            }
+            Node::Text(text) => copy.append_text(text.as_str()),
+        }
+    }
+    copy
+}
+
+/// Serialises a stanza, or `None` if it cannot be written as XML (text with characters XML
+/// forbids, which only a stanza built by a server rather than parsed can hold).
+pub(crate) fn serialize(element: &Element) -> Option<String> {
+    if !writable(element) {
+        return None;
+    }
+    let mut out = Vec::new();
+    // `minidom`'s writer panics rather than failing on some inputs; never let that take the
+    // server down.
+    let written = catch_unwind(AssertUnwindSafe(|| element.write_to(&mut out)));
+    match written {
+        Ok(Ok(())) => String::from_utf8(out).ok(),
+        Ok(Err(_)) | Err(_) => None,
+    }
+}
+
+/// Whether every text and attribute value holds only characters XML 1.0 allows.
+fn writable(element: &Element) -> bool {
+    let xml_char = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
+            || c >= '\u{10000}'
+    };
+    element
+        .attrs()
+        .iter()
+        .all(|(_, value)| value.chars().all(xml_char))
+        && element.nodes().all(|node| match node {
+            Node::Element(child) => writable(child),
+            Node::Text(text) => text.chars().all(xml_char),
+        })
 }

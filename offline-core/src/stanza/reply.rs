@@ -37,6 +37,14 @@ impl StanzaError {
         text: "The offline message store failed. The message has been discarded.",
     };
 
+    /// The message cannot be written as XML.
+    pub const MALFORMED: Self = Self {
+        code: "400",
+        kind: "modify",
+        condition: "bad-request",
+        text: "The message cannot be stored offline. The message has been discarded.",
+    };
+
     /// The message is larger than a store accepts.
     pub const TOO_LARGE: Self = Self {
         code: "406",
@@ -62,8 +70,9 @@ impl StanzaError {
     };
 
     /// `<error code='..' type='..'><condition xmlns='..stanzas'/><text xmlns='..stanzas'>..</text></error>`
-    pub fn to_element(&self) -> Element {
-        let mut error = Element::builder("error", ns::CLIENT)
+    /// in the stanza namespace `namespace` (`jabber:client`, `jabber:server`, ...).
+    pub fn to_element(&self, namespace: &str) -> Element {
+        let mut error = Element::builder("error", namespace)
             .append(Element::bare(self.condition, ns::STANZAS))
             .append(
                 Element::builder("text", ns::STANZAS)
@@ -82,7 +91,7 @@ impl StanzaError {
 pub fn error_reply(from: &Jid, to: &Jid, original: &Element, error: &StanzaError) -> Element {
     let mut reply = reply_head(from, to, original);
     set_attr(&mut reply, xml_ncname!("type"), "error");
-    reply.append_child(error.to_element());
+    reply.append_child(error.to_element(&original.ns()));
     for node in original.nodes() {
         reply.append_node(node.clone());
     }

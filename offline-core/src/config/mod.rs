@@ -1,0 +1,311 @@
+//! MongooseIM's TOML configuration, as far as offline storage reads it.
+//!
+//! A MongooseIM configuration file loads as it is: unrelated sections are ignored, while the
+//! sections this crate owns (`[modules.mod_offline]`, `[modules.mod_offline_stub]`, `[acl]`,
+//! `[access]`, and the same inside `[[host_config]]`) are checked strictly, and every error
+//! names the key at fault.
+
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{AccessConfig, Domain, MetricNames};
+use raw::RawConfig;
+
+/// A configuration error, naming the key at fault (empty for a file that is not valid TOML).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", if key.is_empty() { String::new() } else { format!("`{key}`: ") })]
+pub struct ConfigError {
+    /// The dotted path of the key, e.g. `modules.mod_offline.backend`.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything offline storage reads from a MongooseIM configuration file.
+///
+/// ```
+/// use offline_core::{BackendKind, OfflineConfig, StorageConfig};
+///
+/// let config = OfflineConfig::from_toml_str(r#"
+///     [general]
+///       hosts = ["localhost", "example.com"]
+///     [modules.mod_offline]
+///       backend = "mnesia"
+///       store_groupchat_messages = true
+///     [access]
+///       max_user_offline_messages = [{acl = "all", value = 100}]
+///     [[host_config]]
+///       host = "example.com"
+///       [host_config.modules.mod_offline_stub]
+/// "#)?;
+/// let localhost = config.for_host("localhost");
+/// let module = localhost.module.as_ref().expect("mod_offline is configured");
+/// assert_eq!(module.access_max_user_messages.as_str(), "max_user_offline_messages");
+/// assert_eq!(module.backend, BackendKind::Mem);
+/// assert!(module.store_groupchat_messages);
+/// assert_eq!(localhost.storage, Some(StorageConfig::Mem));
+/// // host_config.modules replaces the top-level modules for example.com.
+/// assert!(config.for_host("example.com").module.is_none());
+/// assert!(config.for_host("example.com").stub);
+///
+/// let err = OfflineConfig::from_toml_str("[modules.mod_offline]\nbackend = \"frontend\"").unwrap_err();
+/// assert_eq!(err.key, "modules.mod_offline.backend");
+/// # Ok::<(), offline_core::ConfigError>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct OfflineConfig {
+    /// `general.hosts`: the static domains, each its own host type.
+    pub hosts: Vec<Domain>,
+    /// `general.host_types`: host types whose domains are added at run time.
+    pub host_types: Vec<String>,
+    /// How metrics are named: Exometer-style when `[instrumentation.exometer]` is configured
+    /// without `[instrumentation.prometheus]`, Prometheus-style otherwise.
+    pub metric_names: MetricNames,
+    /// The top-level sections: what a host type gets without a `[[host_config]]` of its own.
+    pub global: HostConfig,
+    /// Each `[[host_config]]`, by its `host` or `host_type`, merged with the top level as
+    /// MongooseIM merges it: `modules` replaces the top-level modules, `acl` classes are
+    /// united, `access` rules are extended (before a trailing `{acl = "all", value = "allow"}`),
+    /// RDBMS pools of the same tag are replaced.
+    pub host_configs: BTreeMap<String, HostConfig>,
+}
+
+/// What offline storage reads for one host type.
+#[derive(Clone, Debug, Default)]
+pub struct HostConfig {
+    /// `[modules.mod_offline]`, if the module is enabled.
+    pub module: Option<ModuleOptions>,
+    /// Whether `[modules.mod_offline_stub]` is enabled.
+    pub stub: bool,
+    /// `[acl]` and `[access]`.
+    pub access: AccessConfig,
+    /// Where the module's backend keeps messages, when the module is enabled.
+    pub storage: Option<StorageConfig>,
+}
+
+/// The behaviour options of `[modules.mod_offline]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleOptions {
+    /// `access_max_user_messages`: the access rule giving each user's message limit.
+    pub access_max_user_messages: RuleName,
+    /// `backend`: which backend stores the messages.
+    pub backend: BackendKind,
+    /// `store_groupchat_messages`: store `type="groupchat"` messages too.
+    pub store_groupchat_messages: bool,
+    /// `trust_sender_delay`: stamp a message with its sender's valid XEP-0203 `<delay/>`
+    /// instead of the time it was stored (MongooseIM does; off by default).
+    pub trust_sender_delay: bool,
+}
+
+impl Default for ModuleOptions {
+    fn default() -> Self {
+        Self {
+            access_max_user_messages: RuleName::default(),
+            backend: BackendKind::Mem,
+            store_groupchat_messages: false,
+            trust_sender_delay: false,
+        }
+    }
+}
+
+/// The name of an access rule: a non-empty string.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RuleName(String);
+
+impl RuleName {
+    /// The rule's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for RuleName {
+    fn default() -> Self {
+        Self("max_user_offline_messages".into())
+    }
+}
+
+impl TryFrom<String> for RuleName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        if name.is_empty() {
+            Err("an access rule name must not be empty".into())
+        } else {
+            Ok(Self(name))
+        }
+    }
+}
+
+/// The `backend` option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum BackendKind {
+    /// `"mnesia"` (MongooseIM's name) or `"mem"`: in memory, lost on restart.
+    Mem,
+    /// `"rocksdb"`: embedded and persistent.
+    RocksDb,
+    /// `"rdbms"`: PostgreSQL, MySQL/MariaDB or SQLite.
+    Rdbms,
+}
+
+impl BackendKind {
+    /// The name of the backends of this kind ([`OfflineBackend::name`](crate::OfflineBackend::name)):
+    /// `mem`, `rocksdb` or `rdbms`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Mem => "mem",
+            Self::RocksDb => "rocksdb",
+            Self::Rdbms => "rdbms",
+        }
+    }
+}
+
+impl TryFrom<String> for BackendKind {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "mnesia" | "mem" => Ok(Self::Mem),
+            "rocksdb" => Ok(Self::RocksDb),
+            "rdbms" => Ok(Self::Rdbms),
+            other => Err(format!(
+                "unknown backend `{other}`, expected one of `mnesia`, `mem`, `rocksdb`, `rdbms`"
+            )),
+        }
+    }
+}
+
+/// Where a backend keeps its data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// In memory.
+    Mem,
+    /// A RocksDB directory (`modules.mod_offline.rocksdb.path`).
+    RocksDb {
+        /// The database directory.
+        path: PathBuf,
+    },
+    /// A relational database.
+    Rdbms {
+        /// How to connect.
+        connection: RdbmsConnection,
+        /// Connections in the pool (`modules.mod_offline.rdbms.pool_size`, else the
+        /// outgoing pool's `workers`), if set.
+        pool_size: Option<u32>,
+    },
+}
+
+/// How to reach a relational database.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RdbmsConnection {
+    /// `modules.mod_offline.rdbms.url`, e.g. `postgres://user@host/db`.
+    Url(String),
+    /// MongooseIM's `[outgoing_pools.rdbms.<pool>.connection]` table.
+    Fields(RdbmsFields),
+}
+
+impl fmt::Debug for RdbmsConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Url(_) => f.write_str("Url(<redacted>)"),
+            Self::Fields(fields) => f.debug_tuple("Fields").field(fields).finish(),
+        }
+    }
+}
+
+/// The fields of a MongooseIM RDBMS connection table.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RdbmsFields {
+    /// `driver`.
+    pub driver: RdbmsDriver,
+    /// `host`.
+    pub host: String,
+    /// `port`, if not the driver's default.
+    pub port: Option<u16>,
+    /// `database`.
+    pub database: String,
+    /// `username`.
+    pub username: String,
+    /// `password`.
+    pub password: String,
+}
+
+impl fmt::Debug for RdbmsFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RdbmsFields")
+            .field("driver", &self.driver)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A MongooseIM RDBMS `driver`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum RdbmsDriver {
+    /// `"pgsql"`: PostgreSQL.
+    Pgsql,
+    /// `"mysql"`: MySQL or MariaDB.
+    Mysql,
+}
+
+impl TryFrom<String> for RdbmsDriver {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "pgsql" => Ok(Self::Pgsql),
+            "mysql" => Ok(Self::Mysql),
+            other => Err(format!(
+                "unknown driver `{other}`, expected `pgsql` or `mysql`"
+            )),
+        }
+    }
+}
+
+impl OfflineConfig {
+    /// Parses a configuration file's text.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::new("", e.to_string().trim_end()))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::new(e.path().to_string(), e.inner().message()))?;
+        raw.resolve()
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml_str(&text)
+    }
+
+    /// What applies to `host_type`: its `[[host_config]]` merged with the top level, or the
+    /// top level alone.
+    pub fn for_host(&self, host_type: &str) -> &HostConfig {
+        self.host_configs.get(host_type).unwrap_or(&self.global)
+    }
+}

@@ -1,0 +1,369 @@
+//! The file as written, and its resolution into [`OfflineConfig`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{
+    BackendKind, ConfigError, HostConfig, ModuleOptions, OfflineConfig, RdbmsConnection,
+    RdbmsDriver, RdbmsFields, RuleName, StorageConfig,
+};
+use crate::{AccessClause, AccessConfig, AccessValue, AclPattern, Domain, MetricNames};
+
+type Classes = BTreeMap<String, Vec<AclPattern>>;
+type Rules = BTreeMap<String, Vec<AccessClause>>;
+
+#[derive(Deserialize)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    general: RawGeneral,
+    #[serde(default)]
+    modules: RawModules,
+    #[serde(default)]
+    acl: Classes,
+    #[serde(default)]
+    access: Rules,
+    #[serde(default)]
+    outgoing_pools: RawPools,
+    #[serde(default)]
+    instrumentation: RawInstrumentation,
+    #[serde(default)]
+    host_config: Vec<RawHostConfig>,
+}
+
+#[derive(Default, Deserialize)]
+struct RawGeneral {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    host_types: Vec<String>,
+}
+
+#[derive(Default, Deserialize)]
+struct RawModules {
+    mod_offline: Option<RawModOffline>,
+    mod_offline_stub: Option<RawStub>,
+}
+
+/// `mod_offline_stub` takes no options.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStub {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModOffline {
+    #[serde(default)]
+    access_max_user_messages: RuleName,
+    #[serde(default = "default_backend")]
+    backend: BackendKind,
+    #[serde(default)]
+    store_groupchat_messages: bool,
+    #[serde(default)]
+    trust_sender_delay: bool,
+    rocksdb: Option<RawRocksDb>,
+    rdbms: Option<RawRdbms>,
+}
+
+fn default_backend() -> BackendKind {
+    BackendKind::Mem
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRocksDb {
+    path: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRdbms {
+    url: Option<String>,
+    #[serde(default = "default_pool")]
+    pool: String,
+    pool_size: Option<u32>,
+}
+
+fn default_pool() -> String {
+    "default".into()
+}
+
+/// `[outgoing_pools]`: only the RDBMS pools are read, and only the keys used here.
+#[derive(Default, Deserialize)]
+struct RawPools {
+    #[serde(default)]
+    rdbms: BTreeMap<String, RawPool>,
+}
+
+#[derive(Deserialize)]
+struct RawPool {
+    workers: Option<u32>,
+    connection: Option<RawConnection>,
+}
+
+#[derive(Deserialize)]
+struct RawConnection {
+    driver: Option<RdbmsDriver>,
+    host: Option<String>,
+    port: Option<u16>,
+    database: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+struct RawInstrumentation {
+    prometheus: Option<toml::Table>,
+    exometer: Option<RawExometer>,
+}
+
+#[derive(Deserialize)]
+struct RawExometer {
+    #[serde(default)]
+    all_metrics_are_global: bool,
+}
+
+/// A `[[host_config]]`: only the sections offline storage reads.
+#[derive(Deserialize)]
+struct RawHostConfig {
+    host: Option<String>,
+    host_type: Option<String>,
+    modules: Option<RawModules>,
+    #[serde(default)]
+    acl: Classes,
+    #[serde(default)]
+    access: Rules,
+    #[serde(default)]
+    outgoing_pools: RawPools,
+}
+
+/// The sections one host type's configuration is made of, each with the key it came from.
+struct Sections<'a> {
+    modules: (&'a RawModules, String),
+    access: AccessConfig,
+    /// Where the clauses of each access rule are written (`access` or `host_config[i].access`).
+    rule_sources: Vec<(&'a Rules, String)>,
+    pools: BTreeMap<&'a str, (&'a RawPool, String)>,
+}
+
+impl RawConfig {
+    pub(super) fn resolve(self) -> Result<OfflineConfig, ConfigError> {
+        let hosts = self
+            .general
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                Domain::new(host)
+                    .map_err(|e| ConfigError::new(format!("general.hosts[{i}]"), e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        let metric_names = match (
+            &self.instrumentation.prometheus,
+            &self.instrumentation.exometer,
+        ) {
+            (None, Some(exometer)) => MetricNames::Exometer {
+                all_metrics_are_global: exometer.all_metrics_are_global,
+            },
+            _ => MetricNames::Prometheus,
+        };
+        let top = Sections {
+            modules: (&self.modules, "modules".into()),
+            access: AccessConfig {
+                acl: self.acl.clone(),
+                access: self.access.clone(),
+            },
+            rule_sources: vec![(&self.access, "access".into())],
+            pools: pools(&self.outgoing_pools, "outgoing_pools"),
+        };
+        let mut host_configs = BTreeMap::new();
+        for (i, raw) in self.host_config.iter().enumerate() {
+            let key = format!("host_config[{i}]");
+            let name = host_config_name(raw, &key)?;
+            let sections = top.merged_with(raw, &key);
+            if host_configs.insert(name, sections.resolve()?).is_some() {
+                return Err(ConfigError::new(
+                    key,
+                    "a second host_config for the same host",
+                ));
+            }
+        }
+        Ok(OfflineConfig {
+            hosts,
+            host_types: self.general.host_types,
+            metric_names,
+            global: top.resolve()?,
+            host_configs,
+        })
+    }
+}
+
+/// The host or host type a `[[host_config]]` is for.
+fn host_config_name(raw: &RawHostConfig, key: &str) -> Result<String, ConfigError> {
+    match (&raw.host, &raw.host_type) {
+        (Some(host), None) => Domain::new(host)
+            .map(|domain| domain.as_str().to_owned())
+            .map_err(|e| ConfigError::new(format!("{key}.host"), e.to_string())),
+        (None, Some(host_type)) => Ok(host_type.clone()),
+        _ => Err(ConfigError::new(
+            key,
+            "needs exactly one of `host` and `host_type`",
+        )),
+    }
+}
+
+fn pools<'a>(raw: &'a RawPools, key: &str) -> BTreeMap<&'a str, (&'a RawPool, String)> {
+    raw.rdbms
+        .iter()
+        .map(|(tag, pool)| (tag.as_str(), (pool, format!("{key}.rdbms.{tag}"))))
+        .collect()
+}
+
+impl<'a> Sections<'a> {
+    /// These sections with a `[[host_config]]`'s merged in, as MongooseIM merges them.
+    fn merged_with(&self, raw: &'a RawHostConfig, key: &str) -> Sections<'a> {
+        let modules = match &raw.modules {
+            Some(modules) => (modules, format!("{key}.modules")),
+            None => (self.modules.0, self.modules.1.clone()),
+        };
+        let mut acl = self.access.acl.clone();
+        for (class, patterns) in &raw.acl {
+            acl.entry(class.clone())
+                .or_default()
+                .extend(patterns.iter().cloned());
+        }
+        let mut access = self.access.access.clone();
+        for (rule, clauses) in &raw.access {
+            let merged = access.entry(rule.clone()).or_default();
+            let allow_all = AccessClause {
+                acl: "all".into(),
+                value: AccessValue::Text("allow".into()),
+            };
+            let catch_all = (merged.last() == Some(&allow_all)).then(|| merged.pop());
+            merged.extend(clauses.iter().cloned());
+            merged.extend(catch_all.flatten());
+        }
+        let mut rule_sources = self.rule_sources.clone();
+        rule_sources.push((&raw.access, format!("{key}.access")));
+        let mut pools_by_tag = self.pools.clone();
+        pools_by_tag.extend(pools(&raw.outgoing_pools, &format!("{key}.outgoing_pools")));
+        Sections {
+            modules,
+            access: AccessConfig { acl, access },
+            rule_sources,
+            pools: pools_by_tag,
+        }
+    }
+
+    fn resolve(&self) -> Result<HostConfig, ConfigError> {
+        let (modules, modules_key) = &self.modules;
+        let (module, storage) = match &modules.mod_offline {
+            Some(raw) => {
+                self.check_quota_rule(&raw.access_max_user_messages)?;
+                let storage = self.storage(raw, &format!("{modules_key}.mod_offline"))?;
+                let options = ModuleOptions {
+                    access_max_user_messages: raw.access_max_user_messages.clone(),
+                    backend: raw.backend,
+                    store_groupchat_messages: raw.store_groupchat_messages,
+                    trust_sender_delay: raw.trust_sender_delay,
+                };
+                (Some(options), Some(storage))
+            }
+            None => (None, None),
+        };
+        Ok(HostConfig {
+            module,
+            stub: modules.mod_offline_stub.is_some(),
+            access: self.access.clone(),
+            storage,
+        })
+    }
+
+    /// The quota rule's values must be limits: non-negative integers or `"infinity"`.
+    fn check_quota_rule(&self, rule: &RuleName) -> Result<(), ConfigError> {
+        for (rules, key) in &self.rule_sources {
+            let clauses = rules.get(rule.as_str()).map_or(&[][..], Vec::as_slice);
+            for (i, clause) in clauses.iter().enumerate() {
+                let problem = match &clause.value {
+                    AccessValue::Integer(limit) if *limit < 0 => {
+                        format!("{limit} is not a message limit: it must not be negative")
+                    }
+                    AccessValue::Text(word) if word != "infinity" => format!(
+                        "`{word}` is not a message limit: expected a non-negative integer or \
+                         \"infinity\""
+                    ),
+                    _ => continue,
+                };
+                return Err(ConfigError::new(
+                    format!("{key}.{}[{i}].value", rule.as_str()),
+                    problem,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the configured backend keeps its data; `module_key` is where `raw` is written.
+    fn storage(&self, raw: &RawModOffline, module_key: &str) -> Result<StorageConfig, ConfigError> {
+        match raw.backend {
+            BackendKind::Mem => Ok(StorageConfig::Mem),
+            BackendKind::RocksDb => match &raw.rocksdb {
+                Some(rocksdb) => Ok(StorageConfig::RocksDb {
+                    path: rocksdb.path.clone(),
+                }),
+                None => Err(ConfigError::new(
+                    format!("{module_key}.rocksdb.path"),
+                    "required when backend = \"rocksdb\"",
+                )),
+            },
+            BackendKind::Rdbms => {
+                let (tag, url, pool_size) = match &raw.rdbms {
+                    Some(rdbms) => (rdbms.pool.as_str(), rdbms.url.clone(), rdbms.pool_size),
+                    None => ("default", None, None),
+                };
+                if let Some(url) = url {
+                    return Ok(StorageConfig::Rdbms {
+                        connection: RdbmsConnection::Url(url),
+                        pool_size,
+                    });
+                }
+                let pool = self.pools.get(tag);
+                let Some(((connection, workers), key)) = pool.and_then(|(pool, key)| {
+                    let connection = pool.connection.as_ref()?;
+                    Some(((connection, pool.workers), format!("{key}.connection")))
+                }) else {
+                    return Err(ConfigError::new(
+                        format!("outgoing_pools.rdbms.{tag}.connection"),
+                        format!(
+                            "required when backend = \"rdbms\" and {module_key}.rdbms.url is not set"
+                        ),
+                    ));
+                };
+                Ok(StorageConfig::Rdbms {
+                    connection: RdbmsConnection::Fields(fields(connection, &key)?),
+                    pool_size: pool_size.or(workers),
+                })
+            }
+        }
+    }
+}
+
+/// The connection fields of an outgoing pool written at `key`.
+fn fields(connection: &RawConnection, key: &str) -> Result<RdbmsFields, ConfigError> {
+    let required = |name: &str, value: &Option<String>| {
+        value
+            .clone()
+            .ok_or_else(|| ConfigError::new(format!("{key}.{name}"), "required"))
+    };
+    Ok(RdbmsFields {
+        driver: connection
+            .driver
+            .ok_or_else(|| ConfigError::new(format!("{key}.driver"), "required"))?,
+        host: required("host", &connection.host)?,
+        port: connection.port,
+        database: required("database", &connection.database)?,
+        username: required("username", &connection.username)?,
+        password: connection.password.clone().unwrap_or_default(),
+    })
+}

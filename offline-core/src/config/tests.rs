@@ -1,0 +1,310 @@
+//! Parsing MongooseIM's TOML: defaults, errors naming keys, backends, host_config merging.
+
+use super::*;
+
+fn error(toml: &str) -> ConfigError {
+    OfflineConfig::from_toml_str(toml).unwrap_err()
+}
+
+#[test]
+fn defaults_are_mongooseims() {
+    let config = OfflineConfig::from_toml_str("[modules.mod_offline]").unwrap();
+    assert_eq!(config.global.module, Some(ModuleOptions::default()));
+    assert_eq!(config.global.storage, Some(StorageConfig::Mem));
+    assert!(!config.global.stub);
+    assert_eq!(config.metric_names, MetricNames::Prometheus);
+    let absent = OfflineConfig::from_toml_str("").unwrap();
+    assert_eq!((absent.global.module, absent.global.storage), (None, None));
+}
+
+#[test]
+fn wrong_values_name_their_key() {
+    let cases = [
+        (
+            "[modules.mod_offline]\nbackend = \"frontend\"",
+            "modules.mod_offline.backend",
+            "unknown backend `frontend`",
+        ),
+        (
+            "[modules.mod_offline]\nbackend = 1",
+            "modules.mod_offline.backend",
+            "invalid type: integer `1`",
+        ),
+        (
+            "[modules.mod_offline]\naccess_max_user_messages = \"\"",
+            "modules.mod_offline.access_max_user_messages",
+            "must not be empty",
+        ),
+        (
+            "[modules.mod_offline]\naccess_max_user_messages = 1",
+            "modules.mod_offline.access_max_user_messages",
+            "invalid type: integer `1`, expected a string",
+        ),
+        (
+            "[modules.mod_offline]\nstore_groupchat_messages = \"yes\"",
+            "modules.mod_offline.store_groupchat_messages",
+            "expected a boolean",
+        ),
+        (
+            "[modules.mod_offline]\nmax_messages = 5",
+            "modules.mod_offline.max_messages",
+            "unknown field `max_messages`",
+        ),
+        (
+            "[modules.mod_offline_stub]\nanything = true",
+            "modules.mod_offline_stub.anything",
+            "unknown field `anything`",
+        ),
+        (
+            "[modules.mod_offline]\nbackend = \"rocksdb\"",
+            "modules.mod_offline.rocksdb.path",
+            "required",
+        ),
+        (
+            "[modules.mod_offline]\nbackend = \"rdbms\"",
+            "outgoing_pools.rdbms.default.connection",
+            "required",
+        ),
+        (
+            "[general]\nhosts = [\"ok\", \"not ok\"]",
+            "general.hosts[1]",
+            "not a valid JID",
+        ),
+        (
+            "[access]\nmax_user_offline_messages = [{acl = \"all\"}]",
+            "access.max_user_offline_messages[0]",
+            "missing field `value`",
+        ),
+        (
+            "[modules.mod_offline]\n[access]\nmax_user_offline_messages = [{acl = \"all\", value = \"100\"}]",
+            "access.max_user_offline_messages[0].value",
+            "expected a non-negative integer or \"infinity\"",
+        ),
+        (
+            "[[host_config]]\nhost_type = \"t\"\n[host_config.modules.mod_offline]\naccess_max_user_messages = \"q\"\n[host_config.access]\nq = [{acl = \"all\", value = 5}, {acl = \"all\", value = -2}]",
+            "host_config[0].access.q[1].value",
+            "must not be negative",
+        ),
+        (
+            "[[host_config]]\nhost_type = \"t\"\n[host_config.modules.mod_offline]\nbackend = \"memcached\"",
+            "host_config[0].modules.mod_offline.backend",
+            "unknown backend `memcached`",
+        ),
+        (
+            "[[host_config]]\n[host_config.modules.mod_offline]",
+            "host_config[0]",
+            "needs exactly one of `host` and `host_type`",
+        ),
+        (
+            "[[host_config]]\nhost = \"a.example\"\n[[host_config]]\nhost = \"A.example\"",
+            "host_config[1]",
+            "a second host_config",
+        ),
+        (
+            "[modules.mod_offline]\n[access]\nmax_user_offline_messages = [{acl = \"all\", value = -1}]",
+            "access.max_user_offline_messages[0].value",
+            "must not be negative",
+        ),
+    ];
+    for (toml, key, message) in cases {
+        let err = error(toml);
+        assert_eq!(err.key, key, "{toml}: {err}");
+        assert!(err.message.contains(message), "{toml}: {err}");
+        assert!(err.to_string().starts_with(&format!("`{key}`: ")), "{err}");
+    }
+}
+
+#[test]
+fn syntax_errors_say_where() {
+    let err = error("[modules.mod_offline\nbackend = 1");
+    assert_eq!(err.key, "");
+    assert!(err.message.contains("line 1"), "{err}");
+}
+
+#[test]
+fn rdbms_from_url_or_mongooseim_pool() {
+    let url = OfflineConfig::from_toml_str(
+        "[modules.mod_offline]\nbackend = \"rdbms\"\nrdbms.url = \"postgres://u@h/db\"\nrdbms.pool_size = 4",
+    )
+    .unwrap();
+    assert_eq!(
+        url.global.storage,
+        Some(StorageConfig::Rdbms {
+            connection: RdbmsConnection::Url("postgres://u@h/db".into()),
+            pool_size: Some(4),
+        })
+    );
+    let pool = OfflineConfig::from_toml_str(
+        r#"
+        [modules.mod_offline]
+          backend = "rdbms"
+        [outgoing_pools.rdbms.default]
+          scope = "global"
+          workers = 5
+          [outgoing_pools.rdbms.default.connection]
+            driver = "pgsql"
+            host = "localhost"
+            database = "mongooseim"
+            username = "mongooseim"
+            password = "mongooseim_secret"
+            tls.required = true
+        [outgoing_pools.redis.global_distrib]
+          scope = "global"
+        "#,
+    )
+    .unwrap();
+    let Some(StorageConfig::Rdbms {
+        connection,
+        pool_size,
+    }) = pool.global.storage
+    else {
+        panic!("{:?}", pool.global.storage);
+    };
+    assert_eq!(pool_size, Some(5));
+    let shown = format!("{connection:?}");
+    assert!(
+        shown.contains("mongooseim") && !shown.contains("secret"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn exometer_names_when_only_exometer_is_configured() {
+    let config =
+        OfflineConfig::from_toml_str("[instrumentation.exometer]\nall_metrics_are_global = true")
+            .unwrap();
+    assert_eq!(
+        config.metric_names,
+        MetricNames::Exometer {
+            all_metrics_are_global: true
+        }
+    );
+    let both =
+        OfflineConfig::from_toml_str("[instrumentation.exometer]\n[instrumentation.prometheus]")
+            .unwrap();
+    assert_eq!(both.metric_names, MetricNames::Prometheus);
+}
+
+#[test]
+fn quota_rule_takes_integers_and_infinity() {
+    let config = OfflineConfig::from_toml_str(
+        "[modules.mod_offline]\n[access]\nmax_user_offline_messages = [{acl = \"admin\", value = \"infinity\"}, {acl = \"all\", value = 0}]",
+    );
+    assert!(config.is_ok(), "{config:?}");
+    // Other rules are not quota rules: any value goes.
+    let other = OfflineConfig::from_toml_str(
+        "[modules.mod_offline]\n[access]\nc2s = [{acl = \"all\", value = \"allow\"}]",
+    );
+    assert!(other.is_ok(), "{other:?}");
+}
+
+#[test]
+fn host_config_merges_as_mongooseim_does() {
+    let config = OfflineConfig::from_toml_str(
+        r#"
+        [general]
+          hosts = ["a.example", "b.example", "c.example"]
+        [modules.mod_offline]
+          store_groupchat_messages = true
+        [acl]
+          admin = [{user = "alice"}]
+        [access]
+          max_user_offline_messages = [{acl = "admin", value = 500}, {acl = "all", value = 10}]
+          c2s = [{acl = "admin", value = "allow"}, {acl = "all", value = "allow"}]
+
+        [[host_config]]
+          host = "B.example"
+          [host_config.acl]
+            admin = [{user = "bob"}]
+          [host_config.access]
+            max_user_offline_messages = [{acl = "all", value = 3}]
+            c2s = [{acl = "blocked", value = "deny"}]
+
+        [[host_config]]
+          host = "c.example"
+          [host_config.modules.mod_offline_stub]
+        "#,
+    )
+    .unwrap();
+    let (a, b, c) = (
+        config.for_host("a.example"),
+        config.for_host("b.example"),
+        config.for_host("c.example"),
+    );
+    assert!(a.module.as_ref().unwrap().store_groupchat_messages);
+    assert_eq!(
+        a.module, b.module,
+        "modules are inherited without host_config.modules"
+    );
+    assert_eq!(
+        (c.module.as_ref(), c.stub),
+        (None, true),
+        "host_config.modules replaces"
+    );
+
+    let user = |jid: &str| -> crate::UserKey { jid.parse().unwrap() };
+    let quota =
+        |host: &HostConfig, jid: &str| host.access.quota("max_user_offline_messages", &user(jid));
+    assert_eq!(quota(a, "bob@a.example"), crate::Quota::messages(10));
+    assert_eq!(
+        quota(b, "bob@b.example"),
+        crate::Quota::messages(500),
+        "classes are united"
+    );
+    assert_eq!(
+        quota(b, "carol@b.example"),
+        crate::Quota::messages(10),
+        "top-level clauses first"
+    );
+    let c2s: Vec<&str> = b.access.access["c2s"]
+        .iter()
+        .map(|c| c.acl.as_str())
+        .collect();
+    assert_eq!(
+        c2s,
+        ["admin", "blocked", "all"],
+        "inserted before the allow-all clause"
+    );
+}
+
+#[test]
+fn host_config_pools_replace_the_top_level_pool() {
+    let config = OfflineConfig::from_toml_str(
+        r#"
+        [modules.mod_offline]
+          backend = "rdbms"
+        [outgoing_pools.rdbms.default]
+          workers = 10
+          connection = {driver = "pgsql", host = "db1", database = "m", username = "u"}
+        [[host_config]]
+          host_type = "premium"
+          [host_config.outgoing_pools.rdbms.default]
+            workers = 2
+            connection = {driver = "mysql", host = "db2", database = "m", username = "u"}
+        "#,
+    )
+    .unwrap();
+    let host = |storage: &Option<StorageConfig>| match storage {
+        Some(StorageConfig::Rdbms {
+            connection: RdbmsConnection::Fields(fields),
+            pool_size,
+        }) => (fields.host.clone(), fields.driver, *pool_size),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        host(&config.global.storage),
+        ("db1".into(), RdbmsDriver::Pgsql, Some(10))
+    );
+    assert_eq!(
+        host(&config.for_host("premium").storage),
+        ("db2".into(), RdbmsDriver::Mysql, Some(2))
+    );
+    let missing = OfflineConfig::from_toml_str(
+        "[outgoing_pools.rdbms.default]\nconnection = {driver = \"pgsql\", host = \"h\", username = \"u\"}\n[modules.mod_offline]\nbackend = \"rdbms\"",
+    )
+    .unwrap_err();
+    assert_eq!(
+        missing.key,
+        "outgoing_pools.rdbms.default.connection.database"
+    );
+}
