@@ -50,14 +50,20 @@ pub fn parse_packet(xml: &str) -> Result<Element, minidom::Error> {
     Element::from_reader_with_prefixes(xml.as_bytes(), String::from(ns::CLIENT))
 }
 
+/// An element with `element`'s name, namespace and attributes, and no children.
+pub(crate) fn shell(element: &Element) -> Element {
+    let mut shell = Element::builder(element.name(), element.ns()).build();
+    for ((namespace, name), value) in element.attrs().iter() {
+        shell.set_attr(namespace.clone(), name.clone(), value.as_str());
+    }
+    shell
+}
+
 /// A copy of `element` without its prefix declarations (and without the top-level children
 /// `drop_child` picks), so that it serialises with generated ones: a parsed stanza may redeclare
 /// a prefix in a way `minidom`'s writer rejects.
 pub(crate) fn plain_copy(element: &Element, drop_child: &dyn Fn(&Element) -> bool) -> Element {
-    let mut copy = Element::builder(element.name(), element.ns()).build();
-    for ((namespace, name), value) in element.attrs().iter() {
-        copy.set_attr(namespace.clone(), name.clone(), value.as_str());
-    }
+    let mut copy = shell(element);
     for node in element.nodes() {
         match node {
             Node::Element(child) if drop_child(child) => {}

@@ -4,7 +4,7 @@ use jid::Jid;
 use minidom::Element;
 use minidom::rxml::xml_ncname;
 
-use super::{ns, set_attr};
+use super::{ns, set_attr, shell};
 
 /// A stanza error as MongooseIM writes it: legacy `code`, `type`, the defined condition and a
 /// human-readable text.
@@ -131,10 +131,7 @@ pub fn offline_event(from: &Jid, to: &Jid, message: &Element) -> Element {
 /// A childless copy of a stanza routed `from` → `to`, addressed back: `from` and `to` swapped,
 /// every other attribute kept.
 fn reply_head(from: &Jid, to: &Jid, original: &Element) -> Element {
-    let mut reply = Element::builder(original.name(), original.ns()).build();
-    for ((namespace, name), value) in original.attrs().iter() {
-        reply.set_attr(namespace.clone(), name.clone(), value.as_str());
-    }
+    let mut reply = shell(original);
     set_attr(&mut reply, xml_ncname!("from"), to.as_str());
     set_attr(&mut reply, xml_ncname!("to"), from.as_str());
     reply
