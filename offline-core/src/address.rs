@@ -11,6 +11,13 @@ use jid::{BareJid, DomainPart, Jid};
 
 use crate::{OfflineError, Result};
 
+/// The longest normalised localpart, in bytes (RFC 7622; the `jid` crate enforces it).
+pub const MAX_LOCALPART_BYTES: usize = 1023;
+
+/// The longest normalised domain, in bytes: a domain is at most 253 bytes in its ASCII form
+/// and this many in the Unicode form stores keep; longer ones are refused.
+pub const MAX_DOMAIN_BYTES: usize = 1023;
+
 /// The owner of an offline queue: a normalised bare JID with a localpart.
 ///
 /// JIDs that differ only in case (or in anything else stringprep folds) give the same key, so
@@ -42,7 +49,7 @@ impl UserKey {
             ))
         })?;
         Ok(Self {
-            server: jid.domain().as_str().to_owned(),
+            server: checked_domain(jid.domain().as_str())?.to_owned(),
             user: user.as_str().to_owned(),
         })
     }
@@ -132,7 +139,7 @@ impl Domain {
     /// Normalises a domain name; an error if it is not a valid JID domain.
     pub fn new(domain: &str) -> Result<Self> {
         let part = DomainPart::new(domain).map_err(|e| invalid_jid(domain, e))?;
-        Ok(Self(part.as_str().to_owned()))
+        Ok(Self(checked_domain(part.as_str())?.to_owned()))
     }
 
     /// Rebuilds a domain that was already normalised (read back from storage). Nothing is
@@ -171,6 +178,17 @@ impl fmt::Debug for Domain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Domain({})", self.0)
     }
+}
+
+/// A normalised domain within [`MAX_DOMAIN_BYTES`].
+fn checked_domain(domain: &str) -> Result<&str> {
+    if domain.len() > MAX_DOMAIN_BYTES {
+        return Err(OfflineError::invalid_input(format!(
+            "domain is {} bytes long once normalised, more than the {MAX_DOMAIN_BYTES} allowed",
+            domain.len()
+        )));
+    }
+    Ok(domain)
 }
 
 fn invalid_jid(input: &str, error: jid::Error) -> OfflineError {

@@ -9,9 +9,25 @@ use crate::{Domain, NewMessage, QueueStats, Quota, Result, StoredMessage, UserKe
 /// An offline message store.
 ///
 /// Times (`now`, `cutoff`) are microseconds since the Unix epoch, always passed in so the
-/// caller owns the clock. A message is expired at `now` when its `expire <= now`
-/// ([`NewMessage::is_expired`]); expired messages are never returned, never count toward a
-/// quota, and are removed whenever a call comes across them.
+/// caller owns the clock; `now` may be any `i64` and may move backwards between calls. A
+/// message is expired at `now` when its `expire <= now` ([`NewMessage::is_expired`]): expired
+/// messages are never returned and never count toward a quota. The paths that say so remove
+/// them ([`write_messages`](Self::write_messages) for the user written to,
+/// [`pop_messages`](Self::pop_messages), the purges); the reads skip them and remove nothing.
+///
+/// # Sequence numbers
+///
+/// Every stored message gets a `seq` that belongs to its user's queue:
+///
+/// - unique and increasing in arrival order within one user's queue;
+/// - never reused for that user: not after the queue empties, not after the whole store
+///   empties, not after a restart;
+/// - visible in increasing order: once a call has returned seq `s` for a user, no message of
+///   that user with a smaller seq can appear later (at-least-once delivery pages by seq and
+///   relies on it; writers to one user must be serialised for it).
+///
+/// A store may number globally, but callers must not rely on seqs being unique across users:
+/// on a multi-master database cluster only a per-user counter gives an order.
 ///
 /// The trait is object-safe: a server holds an `Arc<dyn OfflineBackend>`.
 ///
@@ -44,8 +60,9 @@ pub trait OfflineBackend: Send + Sync + Debug + 'static {
     /// ([`Quota::check`]): over it, nothing is written and the result is
     /// [`QuotaExceeded`](crate::OfflineError::QuotaExceeded). A message whose dedupe key the
     /// queue already holds (or that repeats a key earlier in the batch) is skipped and does not
-    /// count toward the quota. Under any number of concurrent writers the quota is never
-    /// exceeded. Stored messages get increasing `seq`s in batch order.
+    /// count toward the quota. Under any number of concurrent writers (on one node or on many
+    /// nodes sharing the storage) the quota is never exceeded. Stored messages get increasing
+    /// `seq`s in batch order.
     async fn write_messages(
         &self,
         user: &UserKey,
@@ -54,13 +71,14 @@ pub trait OfflineBackend: Send + Sync + Debug + 'static {
         now: i64,
     ) -> Result<WriteReport>;
 
-    /// Atomically takes the user's whole queue: returns the messages unexpired at `now` in
-    /// `seq` order and removes them all (expired ones silently). A message written
-    /// concurrently is either returned by this pop or still stored afterwards.
+    /// Atomically takes the user's whole queue: returns the messages unexpired at `now`,
+    /// sorted by `seq` whatever order the storage returns them in, and removes them all
+    /// (expired ones silently). A message written concurrently is either returned by this pop
+    /// or still stored afterwards, never lost and never returned twice.
     async fn pop_messages(&self, user: &UserKey, now: i64) -> Result<Vec<StoredMessage>>;
 
-    /// Reads without removing: the messages unexpired at `now` with `seq > after`, in `seq`
-    /// order, at most `limit` of them.
+    /// Reads without removing anything: the messages unexpired at `now` with `seq > after`, in
+    /// `seq` order, at most `limit` of them. Expired messages are skipped, not removed.
     async fn fetch_messages(
         &self,
         user: &UserKey,

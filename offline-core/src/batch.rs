@@ -157,4 +157,29 @@ mod tests {
             .unwrap();
         assert_eq!(prepared.report().duplicates, 1);
     }
+
+    #[test]
+    fn the_views_of_a_batch_agree() {
+        let cases = [
+            (vec![], 0),
+            (vec![msg("1").expires_at(1)], 0),
+            (vec![msg("1").dedupe_key("k"), msg("2").dedupe_key("k")], 1),
+            (vec![msg("1"), msg("2"), msg("3")], 3),
+        ];
+        for (batch, live) in cases {
+            let prepared = PreparedBatch::new(batch, 1).unwrap();
+            let seen: Vec<NewMessage> = prepared.messages().to_vec();
+            assert_eq!(seen.len(), live);
+            assert_eq!(prepared.is_empty(), live == 0);
+            assert_eq!(prepared.stats(), QueueStats::of(&seen));
+            let report = prepared.report();
+            let (messages, parts_report) = prepared.into_parts();
+            assert_eq!(
+                messages, seen,
+                "into_parts gives the messages messages() shows"
+            );
+            assert_eq!(parts_report, report);
+            assert_eq!(report.stored, live as u64);
+        }
+    }
 }

@@ -14,6 +14,8 @@ pub type Result<T, E = OfflineError> = std::result::Result<T, E>;
 ///
 /// Variants are *semantic*: every backend maps its native errors into them at its boundary,
 /// so callers (and the conformance suite) can react the same way whatever the backend.
+/// Errors of the front end (an unknown domain, a bad day count) are not here: they belong to
+/// the `offline-module` crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OfflineError {
@@ -41,17 +43,13 @@ pub enum OfflineError {
         source: Option<BoxError>,
     },
 
-    /// An admin operation named a domain the module does not serve.
-    #[error("domain `{domain}` is not served by host type `{host_type}`")]
-    UnknownDomain {
-        /// The domain asked for.
-        domain: String,
-        /// The module's host type.
-        host_type: String,
-    },
-
     /// The backend cannot be reached right now (connection refused or dropped, pool timed out);
-    /// the operation may succeed if retried. Nothing is known to have been written.
+    /// the operation may succeed if retried.
+    ///
+    /// The outcome may be unknown: a write whose commit was sent but whose reply was lost may
+    /// or may not have been stored. Retrying a write whose messages carry dedupe keys is safe
+    /// (a message already stored is skipped as a duplicate); without keys a retry may store a
+    /// message twice.
     #[error("{backend} backend unavailable")]
     Unavailable {
         /// The backend's [`name`](crate::OfflineBackend::name).

@@ -1,8 +1,9 @@
-//! The storage contract of an XEP-0160 offline message store for Rust XMPP servers.
+//! The storage contract of an XEP-0160 offline message store for Rust XMPP servers, and
+//! nothing else: what every backend crate compiles.
 //!
-//! A server author links this crate and one backend crate (`offline-mem`, and later
-//! `offline-rocksdb` or `offline-diesel`), holds the backend as an `Arc<dyn OfflineBackend>`,
-//! and stores messages for users who have no available resource:
+//! A backend crate (`offline-mem`, and later `offline-rocksdb` or `offline-diesel`) implements
+//! [`OfflineBackend`]; the `mod_offline` front end (`offline-module`) and servers hold a
+//! backend as an `Arc<dyn OfflineBackend>`:
 //!
 //! - [`UserKey`] and [`Domain`]: normalised addresses (normalisation happens here, once);
 //! - [`NewMessage`], [`StoredMessage`], [`Quota`], [`WriteReport`], [`QueueStats`]: the records;
@@ -29,42 +30,19 @@
 //! }
 //! ```
 
-mod access;
 mod address;
 mod backend;
 mod batch;
-mod clock;
-mod config;
 mod error;
-mod instrumentation;
 mod message;
-mod module;
 mod quota;
-pub mod stanza;
 
-pub use access::{AccessClause, AccessConfig, AccessValue, AclPattern, DomainMatch};
-pub use address::{Domain, UserKey};
+pub use address::{Domain, MAX_DOMAIN_BYTES, MAX_LOCALPART_BYTES, UserKey};
 pub use backend::OfflineBackend;
 pub use batch::PreparedBatch;
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{
-    BackendKind, ConfigError, ModuleOptions, OfflineConfig, RdbmsConnection, RdbmsDriver,
-    RdbmsFields, RuleName, StorageConfig,
-};
 pub use error::{BoxError, OfflineError, Result};
-pub use instrumentation::{Instrumentation, InstrumentedBackend, MetricNames};
 pub use message::{
     MAX_ADDRESS_BYTES, MAX_DEDUPE_KEY_BYTES, MAX_PACKET_BYTES, NewMessage, QueueStats,
     StoredMessage, WriteReport,
 };
-pub use module::{
-    Delivery, Disposition, OfflineModule, OfflineModuleBuilder, OfflineStub, PERSONAL_DATA_FIELDS,
-    PersonalDataRow,
-};
 pub use quota::Quota;
-pub use stanza::FEATURE_MSGOFFLINE;
-
-/// The `jid` crate this one normalises addresses with, so servers use the same version.
-pub use jid;
-/// The `minidom` crate stanzas are handled with, so servers use the same version.
-pub use minidom;

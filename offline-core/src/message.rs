@@ -168,8 +168,9 @@ impl fmt::Debug for NewMessage {
 /// A message held in an offline queue: what was written, plus its sequence number.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredMessage {
-    /// Unique within one store and increasing in arrival order, so a queue in `seq` order is
-    /// in the order its messages arrived.
+    /// The message's place in its user's queue: unique and increasing in arrival order within
+    /// that queue, never reused for that user (see [`OfflineBackend`](crate::OfflineBackend)).
+    /// Not unique across users.
     pub seq: u64,
     /// The message as it was written.
     pub message: NewMessage,

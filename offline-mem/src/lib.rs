@@ -191,7 +191,100 @@ impl OfflineBackend for MemBackend {
     }
 }
 
-/// Compiles and runs the README's Rust examples as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_700_000_000_000_000;
+
+    fn message(to: &UserKey, n: i64) -> NewMessage {
+        NewMessage::new(
+            T0 - n,
+            "romeo@example.net/r",
+            to.to_string(),
+            format!("<m n='{n}'/>"),
+        )
+        .expires_at(T0 + 10 + n)
+    }
+
+    /// Index entries and indexed domains over every shard.
+    fn index_size(store: &MemBackend) -> (usize, usize) {
+        store
+            .shards
+            .iter()
+            .fold((0, 0), |(entries, domains), shard| {
+                let (e, d) = shard.lock().index_size();
+                (entries + e, domains + d)
+            })
+    }
+
+    /// Every removal path takes its messages out of the per-domain time indexes too, so they
+    /// do not grow with every message ever stored.
+    #[tokio::test]
+    async fn every_removal_path_empties_the_time_indexes() {
+        let store = MemBackend::with_shards(4);
+        let domain: Domain = "example.com".parse().unwrap();
+        let user = |name: &str| -> UserKey { format!("{name}@example.com").parse().unwrap() };
+        let write = |to: UserKey, now: i64| {
+            let store = &store;
+            async move {
+                let batch = (0..3).map(|n| message(&to, n)).collect();
+                store
+                    .write_messages(&to, batch, Quota::UNLIMITED, now)
+                    .await
+                    .unwrap();
+            }
+        };
+        for path in [
+            "pop",
+            "remove_messages",
+            "expiry at write",
+            "remove_expired",
+            "remove_old",
+            "remove_user",
+            "remove_domain",
+        ] {
+            let juliet = user("juliet");
+            write(juliet.clone(), T0).await;
+            assert_eq!(
+                index_size(&store),
+                (6, 1),
+                "{path}: 3 messages indexed twice"
+            );
+            match path {
+                "pop" => drop(store.pop_messages(&juliet, T0).await.unwrap()),
+                "remove_messages" => {
+                    let held = store.fetch_messages(&juliet, None, None, T0).await.unwrap();
+                    let seqs: Vec<u64> = held.iter().map(|s| s.seq).collect();
+                    store.remove_messages(&juliet, &seqs).await.unwrap();
+                }
+                "expiry at write" => {
+                    let empty = Vec::new();
+                    store
+                        .write_messages(&juliet, empty, Quota::UNLIMITED, T0 + 100)
+                        .await
+                        .unwrap();
+                }
+                "remove_expired" => drop(
+                    store
+                        .remove_expired_messages(&domain, T0 + 100)
+                        .await
+                        .unwrap(),
+                ),
+                "remove_old" => drop(store.remove_old_messages(&domain, T0 + 1).await.unwrap()),
+                "remove_user" => drop(store.remove_user(&juliet).await.unwrap()),
+                _ => drop(store.remove_domain(&domain).await.unwrap()),
+            }
+            assert_eq!(
+                store.count_messages(&juliet).await.unwrap(),
+                QueueStats::default(),
+                "{path} empties the queue"
+            );
+            assert_eq!(
+                index_size(&store),
+                (0, 0),
+                "{path} leaves index entries behind"
+            );
+        }
+    }
+}

@@ -238,6 +238,18 @@ impl Shard {
         removed
     }
 
+    /// Entries of the per-domain time indexes, and domains indexed: zero when the shard holds
+    /// nothing.
+    #[cfg(test)]
+    pub(crate) fn index_size(&self) -> (usize, usize) {
+        let entries = self
+            .domains
+            .values()
+            .map(|index| index.by_expire.len() + index.by_timestamp.len())
+            .sum();
+        (entries, self.domains.len())
+    }
+
     fn unindex<'a>(
         &mut self,
         server: &str,

@@ -1,5 +1,6 @@
 //! `offline-mem` against the whole testkit: every conformance case, with many shards and with
-//! one, and the model-based property test.
+//! one, and the model-based property test. The store lives in one process's memory, so it
+//! cannot reopen or have peers: those cases are listed as ignored.
 
 use offline_mem::{DEFAULT_SHARDS, MemBackend};
 use offline_testkit::{Fixture, StoreFactory};

@@ -2,9 +2,12 @@
 //! [`Model`](crate::Model) and to a backend, and every result is compared.
 //!
 //! Sequences come from a `proptest-state-machine` strategy, so a failure shrinks to a short
-//! sequence of operations. One interpreter (`execute`) runs each operation against either
-//! store, so the two sides cannot drift apart in how they are driven.
+//! sequence of operations, printed with the users' and domains' names. One interpreter
+//! (`execute`) runs each operation against either store, so the two sides cannot drift apart
+//! in how they are driven. Packets and JIDs are partly non-ASCII, and the clock also moves
+//! backwards.
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -16,26 +19,33 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use proptest_state_machine::ReferenceStateMachine;
 
-use crate::{ModelBackend, StoreFactory};
+use crate::{Fixture, ModelBackend, StoreFactory};
 
-/// The users operations pick from: neighbours by localpart prefix and by domain.
-const USERS: [(&str, &str); 6] = [
+/// The users operations pick from: neighbours by localpart prefix and by domain, look-alikes
+/// under a folding collation, non-ASCII names.
+const USERS: [(&str, &str); 8] = [
     ("ali", "example.com"),
     ("alice", "example.com"),
     ("émile", "example.com"),
+    ("emile", "example.com"),
     ("ali", "example.com.evil"),
     ("bob", "sub.example.com"),
     ("ali", "xample.com"),
+    ("zoë", "bücher.example"),
 ];
 
 /// The domains operations pick from; the last one never holds messages.
-const DOMAINS: [&str; 5] = [
+const DOMAINS: [&str; 6] = [
     "example.com",
     "example.com.evil",
     "sub.example.com",
     "xample.com",
+    "bücher.example",
     "example.org",
 ];
+
+/// The characters packets are padded with: one to four bytes each.
+const GLYPHS: [char; 4] = ['x', 'é', '€', '🎉'];
 
 /// Where the clock starts, µs since the epoch.
 const START: i64 = 1_700_000_000_000_000;
@@ -50,34 +60,41 @@ pub struct Msg {
     ttl: Option<i64>,
     key: Option<u8>,
     padding: usize,
+    glyph: usize,
     valid: bool,
 }
 
 impl Msg {
     fn at(&self, user: usize, now: i64) -> NewMessage {
         let packet = if self.valid {
-            format!(
-                "<message id='{}'>{}</message>",
-                self.id,
-                "x".repeat(self.padding)
-            )
+            let padding = GLYPHS[self.glyph].to_string().repeat(self.padding);
+            format!("<message id='{}'>{padding}</message>", self.id)
         } else {
             String::new()
         };
         NewMessage {
-            timestamp: now - self.age * SECOND,
-            expire: self.ttl.map(|ttl| now + ttl * SECOND),
-            from: format!("sender{}@example.net/r", self.id % 3),
-            to: format!("user{user}"),
+            // Clamped: the clock may move back past the epoch, and stored times are not negative.
+            timestamp: (now - self.age * SECOND).max(0),
+            expire: self.ttl.map(|ttl| (now + ttl * SECOND).max(0)),
+            from: format!("sénder{}@example.net/r", self.id % 3),
+            to: format!("{}@{}", USERS[user].0, USERS[user].1),
             packet,
-            dedupe_key: self.key.map(|k| format!("k{k}")),
+            // Keys that differ only in case stay distinct.
+            dedupe_key: self.key.map(|k| {
+                if k % 2 == 0 {
+                    format!("k{k}")
+                } else {
+                    format!("K{}", k - 1)
+                }
+            }),
             permanent_fields: (self.id % 4 == 0).then(|| self.id.to_be_bytes().to_vec()),
         }
     }
 }
 
-/// One operation on the store; users and domains are indexes into the fixed lists.
-#[derive(Clone, Debug)]
+/// One operation on the store; users and domains are indexes into the fixed lists, shown by
+/// name.
+#[derive(Clone)]
 pub enum Op {
     /// `write_messages`.
     Write {
@@ -141,11 +158,91 @@ pub enum Op {
         /// Which domain.
         domain: usize,
     },
-    /// Moves the clock forward.
+    /// Moves the clock, forward or back.
     Advance {
         /// By this many seconds.
         seconds: i64,
     },
+}
+
+/// A user of [`USERS`] by name.
+struct UserName(usize);
+
+impl fmt::Debug for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (local, domain) = USERS[self.0];
+        write!(f, "{local}@{domain}")
+    }
+}
+
+/// A domain of [`DOMAINS`] by name.
+struct DomainName(usize);
+
+impl fmt::Debug for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(DOMAINS[self.0])
+    }
+}
+
+impl fmt::Debug for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Write {
+                user,
+                ref messages,
+                quota,
+            } => f
+                .debug_struct("Write")
+                .field("user", &UserName(user))
+                .field("messages", messages)
+                .field("quota", &quota)
+                .finish(),
+            Self::Pop { user } => f
+                .debug_struct("Pop")
+                .field("user", &UserName(user))
+                .finish(),
+            Self::Fetch { user, page } => f
+                .debug_struct("Fetch")
+                .field("user", &UserName(user))
+                .field("page", &page)
+                .finish(),
+            Self::RemoveFetched { user, ref picks } => f
+                .debug_struct("RemoveFetched")
+                .field("user", &UserName(user))
+                .field("picks", picks)
+                .finish(),
+            Self::Count { user } => f
+                .debug_struct("Count")
+                .field("user", &UserName(user))
+                .finish(),
+            Self::ListUsers { domain, page } => f
+                .debug_struct("ListUsers")
+                .field("domain", &domain.map(DomainName))
+                .field("page", &page)
+                .finish(),
+            Self::RemoveExpired { domain } => f
+                .debug_struct("RemoveExpired")
+                .field("domain", &DomainName(domain))
+                .finish(),
+            Self::RemoveOld { domain, age } => f
+                .debug_struct("RemoveOld")
+                .field("domain", &DomainName(domain))
+                .field("age", &age)
+                .finish(),
+            Self::RemoveUser { user } => f
+                .debug_struct("RemoveUser")
+                .field("user", &UserName(user))
+                .finish(),
+            Self::RemoveDomain { domain } => f
+                .debug_struct("RemoveDomain")
+                .field("domain", &DomainName(domain))
+                .finish(),
+            Self::Advance { seconds } => f
+                .debug_struct("Advance")
+                .field("seconds", &seconds)
+                .finish(),
+        }
+    }
 }
 
 /// What an operation returned, with `seq`s left out (each store numbers its own).
@@ -157,8 +254,9 @@ pub enum Outcome {
     Messages(Vec<NewMessage>, bool),
     /// Queue statistics.
     Stats(QueueStats),
-    /// Users as indexes, and whether every page was within its limit and in order.
-    Users(Vec<usize>, bool),
+    /// Users by name (without the case's namespace), and whether every page was within its
+    /// limit, in order, and past its cursor.
+    Users(Vec<String>, bool),
     /// A number of removed messages.
     Removed(u64),
     /// The clock moved.
@@ -184,20 +282,22 @@ struct Names {
 }
 
 impl Names {
-    fn new(namespace: &str) -> Result<Self, OfflineError> {
+    /// The names in the fixture's namespace (handed out by it, so it cleans them up).
+    fn new<S: OfflineBackend>(fixture: &Fixture<S>) -> Self {
+        let domains: Vec<Domain> = DOMAINS.iter().map(|d| fixture.domain(d)).collect();
         let users = USERS
             .iter()
-            .map(|(local, domain)| format!("{local}@{namespace}{domain}").parse())
-            .collect::<Result<_, _>>()?;
-        let domains = DOMAINS
-            .iter()
-            .map(|domain| Domain::new(&format!("{namespace}{domain}")))
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            namespace: namespace.to_owned(),
+            .map(|(local, domain)| {
+                let at = DOMAINS.iter().position(|d| d == domain);
+                let domain = at.map_or_else(|| fixture.domain(domain), |at| domains[at].clone());
+                fixture.user_at(local, &domain)
+            })
+            .collect();
+        Self {
+            namespace: fixture.namespace().to_owned(),
             users,
             domains,
-        })
+        }
     }
 
     fn index_of(&self, user: &UserKey) -> Option<usize> {
@@ -236,16 +336,21 @@ async fn execute<B: OfflineBackend + ?Sized>(
         }
         Op::Pop { user } => messages(store.pop_messages(&names.users[user], t).await?),
         Op::Fetch { user, page } => {
-            let mut all = Vec::new();
-            let mut after = None;
+            let (mut all, mut after) = (Vec::new(), None);
             loop {
                 let fetched = store
                     .fetch_messages(&names.users[user], after, Some(page), t)
                     .await?;
+                let advanced = match (after, fetched.first()) {
+                    (Some(after), Some(first)) => first.seq > after,
+                    _ => true,
+                };
+                let last_page = fetched.len() < page || !advanced;
                 after = fetched.last().map(|s| s.seq);
-                let last_page = fetched.len() < page;
                 all.extend(fetched);
                 if last_page {
+                    // A page that did not move past its cursor breaks the order `messages`
+                    // checks, so the outcome differs from the model's.
                     break messages(all);
                 }
             }
@@ -309,10 +414,14 @@ async fn list_all_users<B: OfflineBackend + ?Sized>(
         if let (Some(after), Some(first)) = (&after, keys.first()) {
             well_formed &= after < first;
         }
-        let ours: Vec<usize> = keys.iter().map_while(|k| names.index_of(k)).collect();
+        let ours: Vec<String> = keys
+            .iter()
+            .map_while(|k| names.index_of(k))
+            .map(|i| format!("{:?}", UserName(i)))
+            .collect();
         let left_namespace = ours.len() < keys.len();
         listed.extend(ours);
-        if keys.len() < page || left_namespace {
+        if keys.len() < page || left_namespace || !well_formed {
             return Ok(Outcome::Users(listed, well_formed));
         }
         after = keys.last().cloned();
@@ -337,16 +446,18 @@ impl ReferenceStateMachine for Operations {
             any::<u16>(),
             0i64..4,
             prop::option::of(-1i64..6),
-            prop::option::of(0u8..4),
+            prop::option::of(0u8..6),
             0usize..24,
+            0..GLYPHS.len(),
             prop::bool::weighted(0.97),
         )
-            .prop_map(|(id, age, ttl, key, padding, valid)| Msg {
+            .prop_map(|(id, age, ttl, key, padding, glyph, valid)| Msg {
                 id,
                 age,
                 ttl,
                 key,
                 padding,
+                glyph,
                 valid,
             });
         let quota = (prop::option::of(1u64..8), prop::option::of(20u64..200)).prop_map(
@@ -369,7 +480,7 @@ impl ReferenceStateMachine for Operations {
             1 => (domain.clone(), 0i64..4).prop_map(|(domain, age)| Op::RemoveOld { domain, age }),
             1 => user.prop_map(|user| Op::RemoveUser { user }),
             1 => domain.prop_map(|domain| Op::RemoveDomain { domain }),
-            3 => (0i64..5).prop_map(|seconds| Op::Advance { seconds }),
+            3 => (-3i64..5).prop_map(|seconds| Op::Advance { seconds }),
         ]
         .boxed()
     }
@@ -419,35 +530,51 @@ async fn compare<F: StoreFactory>(
     let fixture = factory
         .create()
         .await
-        .map_err(|e| TestCaseError::fail(format!("creating the store: {e}")))?;
-    let model = ModelBackend::default();
-    let fail = |e: OfflineError| TestCaseError::fail(e.to_string());
-    let model_names = Names::new("").map_err(fail)?;
-    let names = Names::new(fixture.namespace()).map_err(fail)?;
+        .map_err(|e| TestCaseError::fail(format!("creating the backend's store: {e}")))?;
+    let model = Fixture::fresh(ModelBackend::default());
+    let (model_names, names) = (Names::new(&model), Names::new(&fixture));
     let (mut model_now, mut now) = (START, START);
     for (step, op) in ops.iter().enumerate() {
         if let Some(seen) = &seen {
             seen.fetch_add(1, Ordering::SeqCst);
         }
-        let expected = execute(&model, &model_names, op, &mut model_now)
+        let expected = execute(model.store(), &model_names, op, &mut model_now)
             .await
-            .map_err(fail)?;
+            .map_err(|e| {
+                TestCaseError::fail(format!("the model failed step {step} {op:?}: {e}"))
+            })?;
         let actual = execute(fixture.store(), &names, op, &mut now)
             .await
-            .map_err(|e| TestCaseError::fail(format!("step {step} {op:?} failed: {e}")))?;
-        prop_assert_eq!(&actual, &expected, "step {}: {:?}", step, op);
+            .map_err(|e| {
+                TestCaseError::fail(format!("the backend failed step {step} {op:?}: {e}"))
+            })?;
+        prop_assert!(
+            actual == expected,
+            "step {} {:?}:\n  the backend returned {:?}\n  the model expected  {:?}",
+            step,
+            op,
+            actual,
+            expected
+        );
         for user in 0..USERS.len() {
-            let expected = model.count_messages(&model_names.users[user]).await;
+            let expected = model.store().count_messages(&model_names.users[user]).await;
             let actual = fixture.store().count_messages(&names.users[user]).await;
-            let (expected, actual) = (expected.map_err(fail)?, actual.map_err(fail)?);
-            prop_assert_eq!(
+            let fail = |side: &str, e: OfflineError| {
+                TestCaseError::fail(format!("counting on the {side} after step {step}: {e}"))
+            };
+            let expected = expected.map_err(|e| fail("model", e))?;
+            let actual = actual.map_err(|e| fail("backend", e))?;
+            prop_assert!(
+                actual == expected,
+                "after step {} {:?}, the count of {:?}:\n  the backend returned {:?}\n  the model expected  {:?}",
+                step,
+                op,
+                UserName(user),
                 actual,
-                expected,
-                "count of user {} after step {}",
-                user,
-                step
+                expected
             );
         }
     }
+    fixture.clean_up().await;
     Ok(())
 }

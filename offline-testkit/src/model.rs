@@ -1,23 +1,71 @@
 //! The reference model: the storage contract written as plainly as possible.
 //!
 //! It favours obviousness over speed (vectors, linear scans) so that it can be trusted as the
-//! oracle of the property test. [`ModelBackend`] wraps it as a backend, so the conformance
-//! suite checks the model too.
+//! oracle of the property test, and it spells out the contract's rules itself (limits, expiry,
+//! quota) instead of calling `offline-core`'s, so that a bug in those rules cannot pass on
+//! both sides. [`ModelBackend`] wraps it as a backend, so the conformance suite checks the
+//! model too.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use offline_core::{
-    Domain, NewMessage, OfflineBackend, QueueStats, Quota, Result, StoredMessage, UserKey,
-    WriteReport,
+    Domain, NewMessage, OfflineBackend, OfflineError, QueueStats, Quota, Result, StoredMessage,
+    UserKey, WriteReport,
 };
 use parking_lot::Mutex;
+
+/// The limits the contract documents, in bytes: a packet, a `from` or `to`, a dedupe key.
+const PACKET_LIMIT: usize = 1024 * 1024;
+const ADDRESS_LIMIT: usize = 3071;
+const DEDUPE_KEY_LIMIT: usize = 1023;
 
 /// Every queue, in plain vectors.
 #[derive(Clone, Debug, Default)]
 pub struct Model {
     last_seq: u64,
     queues: BTreeMap<UserKey, Vec<StoredMessage>>,
+}
+
+/// A message is expired once its expiry time is reached.
+fn expired(message: &NewMessage, now: i64) -> bool {
+    matches!(message.expire, Some(expire) if expire <= now)
+}
+
+/// The number and total packet bytes of some messages.
+fn totals<'a>(messages: impl IntoIterator<Item = &'a NewMessage>) -> QueueStats {
+    let mut stats = QueueStats::default();
+    for message in messages {
+        stats.messages += 1;
+        stats.bytes += message.packet.len() as u64;
+    }
+    stats
+}
+
+/// Whether a message breaks a limit: a negative time, an empty or oversized text, a NUL.
+fn invalid(message: &NewMessage) -> bool {
+    let bad_text =
+        |text: &str, limit: usize| text.is_empty() || text.len() > limit || text.contains('\0');
+    message.timestamp < 0
+        || message.expire.is_some_and(|expire| expire < 0)
+        || bad_text(&message.from, ADDRESS_LIMIT)
+        || bad_text(&message.to, ADDRESS_LIMIT)
+        || bad_text(&message.packet, PACKET_LIMIT)
+        || message
+            .dedupe_key
+            .as_deref()
+            .is_some_and(|key| bad_text(key, DEDUPE_KEY_LIMIT))
+}
+
+/// Whether `held` plus `incoming` goes over a limit of `quota`.
+fn over(quota: Quota, held: QueueStats, incoming: QueueStats) -> bool {
+    let beyond = |limit: Option<u64>, held: u64, added: u64| {
+        limit.is_some_and(|limit| u128::from(held) + u128::from(added) > u128::from(limit))
+    };
+    incoming.messages > 0
+        && (beyond(quota.max_messages, held.messages, incoming.messages)
+            || beyond(quota.max_bytes, held.bytes, incoming.bytes))
 }
 
 impl Model {
@@ -30,10 +78,10 @@ impl Model {
         quota: Quota,
         now: i64,
     ) -> Result<WriteReport> {
-        for message in &batch {
-            message.validate()?;
+        if batch.iter().any(invalid) {
+            return Err(OfflineError::invalid_input("a message breaks a limit"));
         }
-        self.remove_where(|key, s| key == user && s.message.is_expired(now));
+        self.remove_where(|key, s| key == user && expired(&s.message, now));
         let held = self.queues.get(user).cloned().unwrap_or_default();
         let mut report = WriteReport::default();
         let mut accepted: Vec<NewMessage> = Vec::new();
@@ -41,7 +89,7 @@ impl Model {
             let repeats_key = |other: &NewMessage| {
                 message.dedupe_key.is_some() && other.dedupe_key == message.dedupe_key
             };
-            if message.is_expired(now) {
+            if expired(&message, now) {
                 report.expired += 1;
             } else if held.iter().any(|s| repeats_key(&s.message))
                 || accepted.iter().any(repeats_key)
@@ -51,8 +99,15 @@ impl Model {
                 accepted.push(message);
             }
         }
-        let held_stats = QueueStats::of(held.iter().map(|s| &s.message));
-        quota.check(user, held_stats, QueueStats::of(&accepted))?;
+        let (stored, incoming) = (totals(held.iter().map(|s| &s.message)), totals(&accepted));
+        if over(quota, stored, incoming) {
+            return Err(OfflineError::QuotaExceeded {
+                user: user.clone(),
+                quota,
+                stored,
+                incoming,
+            });
+        }
         report.stored = accepted.len() as u64;
         for message in accepted {
             self.last_seq += 1;
@@ -70,7 +125,7 @@ impl Model {
         let queue = self.queues.remove(user).unwrap_or_default();
         queue
             .into_iter()
-            .filter(|s| !s.message.is_expired(now))
+            .filter(|s| !expired(&s.message, now))
             .collect()
     }
 
@@ -86,7 +141,7 @@ impl Model {
         queue
             .into_iter()
             .filter(|s| after.is_none_or(|after| s.seq > after))
-            .filter(|s| !s.message.is_expired(now))
+            .filter(|s| !expired(&s.message, now))
             .take(limit.unwrap_or(usize::MAX))
             .collect()
     }
@@ -99,7 +154,7 @@ impl Model {
     /// `count_messages`: everything held, expired included.
     pub fn count(&self, user: &UserKey) -> QueueStats {
         let queue = self.queues.get(user).cloned().unwrap_or_default();
-        QueueStats::of(queue.iter().map(|s| &s.message))
+        totals(queue.iter().map(|s| &s.message))
     }
 
     /// `list_users`.
@@ -111,7 +166,7 @@ impl Model {
     ) -> Vec<UserKey> {
         self.queues
             .keys()
-            .filter(|key| domain.is_none_or(|d| key.is_in(d)))
+            .filter(|key| domain.is_none_or(|d| key.server() == d.as_str()))
             .filter(|key| after.is_none_or(|after| *key > after))
             .take(limit)
             .cloned()
@@ -120,12 +175,12 @@ impl Model {
 
     /// `remove_expired_messages`.
     pub fn remove_expired(&mut self, domain: &Domain, now: i64) -> u64 {
-        self.remove_where(|key, s| key.is_in(domain) && s.message.is_expired(now))
+        self.remove_where(|key, s| key.server() == domain.as_str() && expired(&s.message, now))
     }
 
     /// `remove_old_messages`.
     pub fn remove_old(&mut self, domain: &Domain, cutoff: i64) -> u64 {
-        self.remove_where(|key, s| key.is_in(domain) && s.message.timestamp < cutoff)
+        self.remove_where(|key, s| key.server() == domain.as_str() && s.message.timestamp < cutoff)
     }
 
     /// `remove_user`.
@@ -135,7 +190,7 @@ impl Model {
 
     /// `remove_domain`.
     pub fn remove_domain(&mut self, domain: &Domain) -> u64 {
-        self.remove_where(|key, _| key.is_in(domain))
+        self.remove_where(|key, _| key.server() == domain.as_str())
     }
 
     fn remove_where(&mut self, doomed: impl Fn(&UserKey, &StoredMessage) -> bool) -> u64 {
@@ -150,9 +205,18 @@ impl Model {
     }
 }
 
-/// The [`Model`] as a backend, named `model`.
+/// The [`Model`] as a backend, named `model`. Instances made with
+/// [`on_same_storage`](Self::on_same_storage) share one model, as a reopened store or a second
+/// node shares the data of the first.
 #[derive(Debug, Default)]
-pub struct ModelBackend(Mutex<Model>);
+pub struct ModelBackend(Arc<Mutex<Model>>);
+
+impl ModelBackend {
+    /// Another instance on this one's data.
+    pub fn on_same_storage(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
 
 #[async_trait]
 impl OfflineBackend for ModelBackend {

@@ -6,7 +6,7 @@ use super::{SECOND, T0, chat, packets, write};
 use crate::Fixture;
 
 /// A pop returns only unexpired messages and removes the expired ones too.
-pub async fn pop_drops_expired_messages<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn pop_drops_expired_messages<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let juliet = fx.user("juliet");
     let keeps = chat(&juliet, 0).expires_at(T0 + 60 * SECOND);
@@ -15,15 +15,20 @@ pub async fn pop_drops_expired_messages<S: OfflineBackend>(fx: Fixture<S>) {
     let expected = vec![keeps.packet.clone(), forever.packet.clone()];
     write(store, &juliet, vec![keeps, lapses, forever]).await;
     let popped = store.pop_messages(&juliet, T0 + 10 * SECOND).await.unwrap();
-    assert_eq!(packets(&popped), expected);
+    assert_eq!(
+        packets(&popped),
+        expected,
+        "a pop returns the unexpired only"
+    );
     assert_eq!(
         store.count_messages(&juliet).await.unwrap(),
-        QueueStats::default()
+        QueueStats::default(),
+        "a pop removes the expired messages too"
     );
 }
 
 /// A fetch skips expired messages without removing anything.
-pub async fn fetch_skips_expired_messages<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn fetch_skips_expired_messages<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let juliet = fx.user("juliet");
     let lapses = chat(&juliet, 0).expires_at(T0 + SECOND);
@@ -34,12 +39,20 @@ pub async fn fetch_skips_expired_messages<S: OfflineBackend>(fx: Fixture<S>) {
         .fetch_messages(&juliet, None, None, later)
         .await
         .unwrap();
-    assert_eq!(packets(&fetched), [stays.packet]);
-    assert_eq!(store.count_messages(&juliet).await.unwrap().messages, 2);
+    assert_eq!(
+        packets(&fetched),
+        [stays.packet],
+        "a fetch skips the expired"
+    );
+    assert_eq!(
+        store.count_messages(&juliet).await.unwrap().messages,
+        2,
+        "a fetch removes nothing, expired messages included"
+    );
 }
 
 /// A message is expired from the instant its `expire` time is reached.
-pub async fn expiry_is_reached_at_the_expire_instant<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn expiry_is_reached_at_the_expire_instant<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let juliet = fx.user("juliet");
     let expire = T0 + 5 * SECOND;
@@ -59,12 +72,13 @@ pub async fn expiry_is_reached_at_the_expire_instant<S: OfflineBackend>(fx: Fixt
             .pop_messages(&juliet, expire)
             .await
             .unwrap()
-            .is_empty()
+            .is_empty(),
+        "a pop at the expire instant returns nothing"
     );
 }
 
 /// A message already expired when written is skipped and reported as such.
-pub async fn already_expired_messages_are_not_stored<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn already_expired_messages_are_not_stored<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let juliet = fx.user("juliet");
     let batch = vec![chat(&juliet, 0).expires_at(T0), chat(&juliet, 1)];
@@ -75,13 +89,18 @@ pub async fn already_expired_messages_are_not_stored<S: OfflineBackend>(fx: Fixt
             stored: 1,
             duplicates: 0,
             expired: 1
-        }
+        },
+        "a message expired when written is reported as expired"
     );
-    assert_eq!(store.count_messages(&juliet).await.unwrap().messages, 1);
+    assert_eq!(
+        store.count_messages(&juliet).await.unwrap().messages,
+        1,
+        "and is not stored"
+    );
 }
 
 /// Expired messages never count toward the quota.
-pub async fn expired_messages_do_not_count_toward_quota<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn expired_messages_do_not_count_toward_quota<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let juliet = fx.user("juliet");
     let quota = Quota::messages(2);
@@ -98,19 +117,23 @@ pub async fn expired_messages_do_not_count_toward_quota<S: OfflineBackend>(fx: F
     let report = store
         .write_messages(&juliet, fresh, quota, later)
         .await
-        .unwrap();
-    assert_eq!(report.stored, 2);
+        .expect("expired messages do not count toward the quota");
+    assert_eq!(report.stored, 2, "two expired messages leave room for two");
     let popped = store.pop_messages(&juliet, later).await.unwrap();
-    assert_eq!(popped.len(), 2);
+    assert_eq!(popped.len(), 2, "only the fresh messages are delivered");
 }
 
 /// A write removes the user's expired messages before storing, so the count drops.
-pub async fn write_removes_the_users_expired_messages<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn write_removes_the_users_expired_messages<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let juliet = fx.user("juliet");
     let lapsing = chat(&juliet, 0).expires_at(T0 + SECOND);
     write(store, &juliet, vec![lapsing, chat(&juliet, 1)]).await;
-    assert_eq!(store.count_messages(&juliet).await.unwrap().messages, 2);
+    assert_eq!(
+        store.count_messages(&juliet).await.unwrap().messages,
+        2,
+        "the count holds the lapsed message until a path removes it"
+    );
     store
         .write_messages(
             &juliet,
@@ -120,11 +143,15 @@ pub async fn write_removes_the_users_expired_messages<S: OfflineBackend>(fx: Fix
         )
         .await
         .unwrap();
-    assert_eq!(store.count_messages(&juliet).await.unwrap().messages, 2);
+    assert_eq!(
+        store.count_messages(&juliet).await.unwrap().messages,
+        2,
+        "the write removed the lapsed message before adding one"
+    );
 }
 
 /// A write refused for quota still removes the user's expired messages, and nothing else.
-pub async fn refused_write_still_removes_expired_messages<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn refused_write_still_removes_expired_messages<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let juliet = fx.user("juliet");
     let quota = Quota::messages(2);
@@ -141,5 +168,9 @@ pub async fn refused_write_still_removes_expired_messages<S: OfflineBackend>(fx:
         refused.is_err(),
         "1 held + 2 incoming is over 2: {refused:?}"
     );
-    assert_eq!(store.count_messages(&juliet).await.unwrap().messages, 1);
+    assert_eq!(
+        store.count_messages(&juliet).await.unwrap().messages,
+        1,
+        "the refused write removed the expired message and added nothing"
+    );
 }

@@ -7,7 +7,7 @@ use crate::Fixture;
 
 /// `ali`, `alice`, `al`, and `ali` of neighbouring domains each keep their own queue through
 /// pop, fetch and count.
-pub async fn users_sharing_a_prefix_are_isolated<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn users_sharing_a_prefix_are_isolated<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let users = [
         fx.user("ali"),
@@ -29,7 +29,11 @@ pub async fn users_sharing_a_prefix_are_isolated<S: OfflineBackend>(fx: Fixture<
         );
     }
     let ali = store.pop_messages(&users[0], T0).await.unwrap();
-    assert_eq!(packets(&ali), [chat(&users[0], 0).packet]);
+    assert_eq!(
+        packets(&ali),
+        [chat(&users[0], 0).packet],
+        "ali pops his own message only"
+    );
     for (n, user) in users.iter().enumerate().skip(1) {
         let count = store.count_messages(user).await.unwrap().messages;
         assert_eq!(count, n as u64 + 1, "{user} lost messages when ali popped");
@@ -37,7 +41,7 @@ pub async fn users_sharing_a_prefix_are_isolated<S: OfflineBackend>(fx: Fixture<
 }
 
 /// `remove_user` removes that user's queue only and returns its size.
-pub async fn remove_user_removes_only_that_user<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn remove_user_removes_only_that_user<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let ali = fx.user("ali");
     let others = [
@@ -49,28 +53,36 @@ pub async fn remove_user_removes_only_that_user<S: OfflineBackend>(fx: Fixture<S
     for user in &others {
         write(store, user, chats(user, 0..2)).await;
     }
-    assert_eq!(store.remove_user(&ali).await.unwrap(), 3);
-    assert_eq!(store.count_messages(&ali).await.unwrap().messages, 0);
+    assert_eq!(
+        store.remove_user(&ali).await.unwrap(),
+        3,
+        "remove_user returns the size of the queue"
+    );
+    assert_eq!(
+        store.count_messages(&ali).await.unwrap().messages,
+        0,
+        "remove_user empties the queue"
+    );
     for user in &others {
         assert_eq!(
             store.count_messages(user).await.unwrap().messages,
             2,
-            "{user}"
+            "removing ali must not touch {user}"
         );
     }
 }
 
 /// JIDs that differ only in case are one user with one queue.
-pub async fn case_variants_of_a_jid_share_one_queue<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn case_variants_of_a_jid_share_one_queue<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let domain = fx.domain("example.com");
     let shouted: UserKey = format!("JULIET@{}/Balcony", domain.as_str().to_uppercase())
         .parse()
         .unwrap();
     let quiet: UserKey = format!("juliet@{domain}").parse().unwrap();
-    assert_eq!(shouted, quiet);
+    assert_eq!(shouted, quiet, "case variants normalise to one key");
     write(store, &shouted, vec![chat(&quiet, 0)]).await;
     write(store, &quiet, vec![chat(&quiet, 1)]).await;
     let popped = store.pop_messages(&quiet, T0).await.unwrap();
-    assert_eq!(popped.len(), 2);
+    assert_eq!(popped.len(), 2, "both writes reached one queue");
 }

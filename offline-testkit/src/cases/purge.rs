@@ -3,7 +3,7 @@
 
 use offline_core::{Domain, NewMessage, OfflineBackend, UserKey};
 
-use super::{DAY, SECOND, T0, chat, packets, write};
+use super::{DAY, SECOND, T0, chat, count, packets, write};
 use crate::Fixture;
 
 /// `example.com` and the neighbours a purge of it must spare.
@@ -61,85 +61,126 @@ async fn seed<S: OfflineBackend>(fx: &Fixture<S>) -> Neighbourhood {
     hood
 }
 
-/// Counts of every user's queue, target domain's users first.
-async fn counts<S: OfflineBackend>(fx: &Fixture<S>, hood: &Neighbourhood) -> Vec<u64> {
-    let mut counts = Vec::new();
-    for user in hood.users(fx) {
-        counts.push(fx.store().count_messages(&user).await.unwrap().messages);
+/// Checks the neighbours first (each still holds its 3 messages), so that a purge reaching
+/// across domains is reported as such, then the target's users (`ali`, `alice`).
+async fn assert_counts<S: OfflineBackend>(
+    fx: &Fixture<S>,
+    hood: &Neighbourhood,
+    target: [u64; 2],
+    rule: &str,
+) {
+    let users = hood.users(fx);
+    for neighbour in &users[2..] {
+        assert_eq!(
+            count(fx.store(), neighbour).await,
+            3,
+            "a purge of {} must not touch the neighbouring {neighbour}",
+            hood.target
+        );
     }
-    counts
+    let held = [
+        count(fx.store(), &users[0]).await,
+        count(fx.store(), &users[1]).await,
+    ];
+    assert_eq!(
+        held, target,
+        "{rule}: what ali and alice of {} hold",
+        hood.target
+    );
 }
 
 /// `remove_expired_messages` removes the domain's expired messages, returns how many, and
 /// leaves unexpired ones and other domains alone.
-pub async fn remove_expired_messages_spares_neighbours<S: OfflineBackend>(fx: Fixture<S>) {
-    let hood = seed(&fx).await;
+pub async fn remove_expired_messages_spares_neighbours<S: OfflineBackend>(fx: &mut Fixture<S>) {
+    let hood = seed(fx).await;
     let store = fx.store();
     let before_expiry = store
         .remove_expired_messages(&hood.target, T0 + 10 * SECOND - 1)
         .await
         .unwrap();
-    assert_eq!(before_expiry, 0);
+    assert_counts(fx, &hood, [3, 3], "nothing expires before its expire time").await;
+    assert_eq!(before_expiry, 0, "nothing expired a microsecond before");
     let removed = store
         .remove_expired_messages(&hood.target, T0 + 10 * SECOND)
         .await
         .unwrap();
+    assert_counts(fx, &hood, [2, 2], "the expired message of each is removed").await;
     assert_eq!(removed, 2, "one expired message for each of ali and alice");
-    assert_eq!(counts(&fx, &hood).await, [2, 2, 3, 3, 3, 3, 3, 3]);
     let ali = fx.user_at("ali", &hood.target);
     let left = store.pop_messages(&ali, T0).await.unwrap();
     let expected: Vec<String> = aged(&ali)[..2].iter().map(|m| m.packet.clone()).collect();
-    assert_eq!(packets(&left), expected);
+    assert_eq!(
+        packets(&left),
+        expected,
+        "the unexpired messages stay, in order"
+    );
 }
 
 /// `remove_old_messages` removes the domain's messages stamped strictly before the cutoff.
 pub async fn remove_old_messages_is_strict_and_spares_neighbours<S: OfflineBackend>(
-    fx: Fixture<S>,
+    fx: &mut Fixture<S>,
 ) {
-    let hood = seed(&fx).await;
+    let hood = seed(fx).await;
     let store = fx.store();
     let at_the_5_day_stamp = store
         .remove_old_messages(&hood.target, T0 - 5 * DAY)
         .await
         .unwrap();
+    assert_counts(
+        fx,
+        &hood,
+        [2, 2],
+        "a cutoff at the 5-day stamp removes only the strictly older 7-day ones",
+    )
+    .await;
     assert_eq!(
         at_the_5_day_stamp, 2,
-        "only the 7-day-old ones are strictly older"
+        "the number removed at the 5-day stamp"
     );
     let removed = store
         .remove_old_messages(&hood.target, T0 - 3 * DAY)
         .await
         .unwrap();
-    assert_eq!(removed, 2, "then the 5-day-old ones");
-    assert_eq!(counts(&fx, &hood).await, [1, 1, 3, 3, 3, 3, 3, 3]);
+    assert_counts(
+        fx,
+        &hood,
+        [1, 1],
+        "a cutoff 3 days ago removes the 5-day ones",
+    )
+    .await;
+    assert_eq!(removed, 2, "the number removed at 3 days");
 }
 
 /// Purges of a domain holding nothing remove nothing, anywhere.
-pub async fn purges_of_an_empty_domain_remove_nothing<S: OfflineBackend>(fx: Fixture<S>) {
-    let hood = seed(&fx).await;
+pub async fn purges_of_an_empty_domain_remove_nothing<S: OfflineBackend>(fx: &mut Fixture<S>) {
+    let hood = seed(fx).await;
     let store = fx.store();
     let empty = fx.domain("example.org");
     let later = T0 + DAY;
-    assert_eq!(
+    let removed = [
         store.remove_expired_messages(&empty, later).await.unwrap(),
-        0
-    );
-    assert_eq!(store.remove_old_messages(&empty, later).await.unwrap(), 0);
-    assert_eq!(store.remove_domain(&empty).await.unwrap(), 0);
-    assert_eq!(counts(&fx, &hood).await, [3; 8]);
+        store.remove_old_messages(&empty, later).await.unwrap(),
+        store.remove_domain(&empty).await.unwrap(),
+    ];
+    assert_counts(fx, &hood, [3, 3], "purges of another domain").await;
+    assert_eq!(removed, [0; 3], "purges of {empty}, which holds nothing");
 }
 
 /// `remove_domain` removes every queue of the domain and nothing of its neighbours.
-pub async fn remove_domain_spares_neighbours<S: OfflineBackend>(fx: Fixture<S>) {
-    let hood = seed(&fx).await;
+pub async fn remove_domain_spares_neighbours<S: OfflineBackend>(fx: &mut Fixture<S>) {
+    let hood = seed(fx).await;
     let store = fx.store();
-    assert_eq!(store.remove_domain(&hood.target).await.unwrap(), 6);
-    assert_eq!(counts(&fx, &hood).await, [0, 0, 3, 3, 3, 3, 3, 3]);
+    let removed = store.remove_domain(&hood.target).await.unwrap();
+    assert_counts(fx, &hood, [0, 0], "remove_domain empties its queues").await;
+    assert_eq!(removed, 6, "remove_domain returns what the queues held");
     let listed = store
         .list_users(Some(&hood.target), None, 10)
         .await
         .unwrap();
-    assert!(listed.is_empty(), "{listed:?}");
+    assert!(
+        listed.is_empty(),
+        "a removed domain lists nobody: {listed:?}"
+    );
     let ali = fx.user_at("ali", &hood.target);
     let report = write(store, &ali, vec![chat(&ali, 9)]).await;
     assert_eq!(

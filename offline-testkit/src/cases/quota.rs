@@ -7,7 +7,7 @@ use crate::Fixture;
 
 /// Up to the limit every write is admitted; past it the write fails with `QuotaExceeded`
 /// carrying the numbers.
-pub async fn quota_admits_up_to_the_message_limit<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn quota_admits_up_to_the_message_limit<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let juliet = fx.user("juliet");
     let quota = Quota::messages(3);
@@ -30,24 +30,29 @@ pub async fn quota_admits_up_to_the_message_limit<S: OfflineBackend>(fx: Fixture
             stored,
             incoming,
         } => {
-            assert_eq!(user, juliet);
-            assert_eq!(applied, quota);
-            assert_eq!(stored.messages, 3);
+            assert_eq!(user, juliet, "QuotaExceeded names the recipient");
+            assert_eq!(applied, quota, "QuotaExceeded carries the quota applied");
+            assert_eq!(stored.messages, 3, "QuotaExceeded carries what is held");
             assert_eq!(
                 incoming,
                 QueueStats {
                     messages: 1,
                     bytes: size
-                }
+                },
+                "QuotaExceeded carries what the batch would add"
             );
         }
         other => panic!("expected QuotaExceeded, got {other:?}"),
     }
-    assert_eq!(store.count_messages(&juliet).await.unwrap().messages, 3);
+    assert_eq!(
+        store.count_messages(&juliet).await.unwrap().messages,
+        3,
+        "the refused write stored nothing"
+    );
 }
 
 /// A batch that would go over the limit is refused whole: none of it is stored.
-pub async fn quota_refuses_the_whole_batch<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn quota_refuses_the_whole_batch<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let juliet = fx.user("juliet");
     let quota = Quota::messages(5);
@@ -65,11 +70,15 @@ pub async fn quota_refuses_the_whole_batch<S: OfflineBackend>(fx: Fixture<S>) {
         "{refused:?}"
     );
     let popped = store.pop_messages(&juliet, T0).await.unwrap();
-    assert_eq!(packets(&popped), expected);
+    assert_eq!(
+        packets(&popped),
+        expected,
+        "nothing of the refused batch is stored"
+    );
 }
 
 /// The byte limit counts packet lengths and refuses a batch whole.
-pub async fn byte_quota_refuses_the_whole_batch<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn byte_quota_refuses_the_whole_batch<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let juliet = fx.user("juliet");
     let sized = |n: usize, len: usize| NewMessage {
@@ -89,14 +98,15 @@ pub async fn byte_quota_refuses_the_whole_batch<S: OfflineBackend>(fx: Fixture<S
     assert!(
         matches!(err, OfflineError::QuotaExceeded { stored, incoming, .. }
             if stored.bytes == 80 && incoming.bytes == 30),
-        "{err:?}"
+        "80 bytes held + 30 incoming is over 100: {err:?}"
     );
     assert_eq!(
         store.count_messages(&juliet).await.unwrap(),
         QueueStats {
             messages: 2,
             bytes: 80
-        }
+        },
+        "the refused batch stored nothing"
     );
     store
         .write_messages(&juliet, vec![sized(4, 20)], quota, T0)
@@ -105,7 +115,7 @@ pub async fn byte_quota_refuses_the_whole_batch<S: OfflineBackend>(fx: Fixture<S
 }
 
 /// Bytes are UTF-8 bytes, not characters.
-pub async fn byte_quota_counts_utf8_bytes<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn byte_quota_counts_utf8_bytes<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let juliet = fx.user("juliet");
     let packet = "<message><body>żółć 🎉</body></message>".to_owned();
@@ -128,11 +138,15 @@ pub async fn byte_quota_counts_utf8_bytes<S: OfflineBackend>(fx: Fixture<S>) {
         .write_messages(&juliet, vec![message], exact, T0)
         .await
         .unwrap();
-    assert_eq!(store.count_messages(&juliet).await.unwrap().bytes, bytes);
+    assert_eq!(
+        store.count_messages(&juliet).await.unwrap().bytes,
+        bytes,
+        "count_messages reports UTF-8 bytes"
+    );
 }
 
 /// One user's full queue does not stop another's writes.
-pub async fn quota_is_per_user<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn quota_is_per_user<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let (alice, alicia) = (fx.user("alice"), fx.user("alicia"));
     let quota = Quota::messages(2);
@@ -143,21 +157,28 @@ pub async fn quota_is_per_user<S: OfflineBackend>(fx: Fixture<S>) {
     let refused = store
         .write_messages(&alice, vec![chat(&alice, 2)], quota, T0)
         .await;
-    assert!(refused.is_err());
+    assert!(
+        matches!(refused, Err(OfflineError::QuotaExceeded { .. })),
+        "alice's queue is full: {refused:?}"
+    );
     store
         .write_messages(&alicia, chats(&alicia, 0..2), quota, T0)
         .await
-        .unwrap();
+        .expect("alice's full queue does not stop alicia's writes");
 }
 
 /// Without limits a large batch is stored whole.
-pub async fn unlimited_quota_admits_large_batches<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn unlimited_quota_admits_large_batches<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
     let juliet = fx.user("juliet");
     let report = store
         .write_messages(&juliet, chats(&juliet, 0..1000), Quota::UNLIMITED, T0)
         .await
         .unwrap();
-    assert_eq!(report.stored, 1000);
-    assert_eq!(store.count_messages(&juliet).await.unwrap().messages, 1000);
+    assert_eq!(report.stored, 1000, "a batch of 1000 without limits");
+    assert_eq!(
+        store.count_messages(&juliet).await.unwrap().messages,
+        1000,
+        "every message of the batch is held"
+    );
 }

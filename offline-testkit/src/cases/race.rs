@@ -1,25 +1,34 @@
-//! Concurrency: the quota under many writers, dedupe under racing writers, pops racing writes.
+//! Concurrency: the quota under many writers, dedupe under racing writers, pops and paged
+//! reads racing writes, purges racing writes, and writes abandoned half-way.
+//!
+//! A race shows a bug only when the scheduler happens to interleave the racers badly, so each
+//! case runs [`ROUNDS`] rounds on fresh users. The helpers take several store instances and
+//! spread the racers over them: the peer cases reuse them with two nodes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use offline_core::{
-    NewMessage, OfflineBackend, OfflineError, Quota, Result, StoredMessage, UserKey, WriteReport,
+    Domain, NewMessage, OfflineBackend, OfflineError, QueueStats, Quota, Result, StoredMessage,
+    UserKey, WriteReport,
 };
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
-use super::{T0, assert_seq_increasing, chat, chats, new_packets, packets};
+use super::{DAY, SECOND, T0, assert_seq_increasing, chat, chats, count, new_packets, packets};
 use crate::Fixture;
 
-/// Concurrent writers in the races below.
+/// Rounds of each race, each on fresh users.
+pub(crate) const ROUNDS: usize = 8;
+/// Concurrent writers in the quota and dedupe races.
 const WRITERS: usize = 16;
 
-/// Runs `WRITERS` tasks that start together; task `w` writes `batches(w)` to `user` one batch
-/// at a time. Returns every write's result.
-async fn race_writers<S: OfflineBackend>(
-    fx: &Fixture<S>,
+/// Runs `WRITERS` tasks that start together, task `w` on `stores[w % stores.len()]`, writing
+/// `batches(w)` to `user` one batch at a time. Returns every write's result.
+pub(crate) async fn race_writers<S: OfflineBackend>(
+    stores: &[Arc<S>],
     user: &UserKey,
     quota: Quota,
     batches: impl Fn(usize) -> Vec<Vec<NewMessage>>,
@@ -27,8 +36,8 @@ async fn race_writers<S: OfflineBackend>(
     let start = Arc::new(Barrier::new(WRITERS));
     let mut tasks = JoinSet::new();
     for writer in 0..WRITERS {
-        let (store, user, start) = (fx.shared_store(), user.clone(), Arc::clone(&start));
-        let batches = batches(writer);
+        let store = Arc::clone(&stores[writer % stores.len()]);
+        let (user, start, batches) = (user.clone(), Arc::clone(&start), batches(writer));
         tasks.spawn(async move {
             start.wait().await;
             let mut results = Vec::new();
@@ -45,69 +54,108 @@ async fn race_writers<S: OfflineBackend>(
 fn successes(results: &[Result<WriteReport>]) -> usize {
     for result in results {
         if let Err(err) = result {
-            assert!(matches!(err, OfflineError::QuotaExceeded { .. }), "{err:?}");
+            assert!(
+                matches!(err, OfflineError::QuotaExceeded { .. }),
+                "a racing write may only fail with QuotaExceeded, not {err:?}"
+            );
         }
     }
     results.iter().filter(|r| r.is_ok()).count()
 }
 
+/// With 16 writers of single messages, exactly the message limit is admitted.
+pub(crate) async fn quota_race<S: OfflineBackend>(fx: &Fixture<S>, stores: &[Arc<S>]) {
+    for round in 0..ROUNDS {
+        let juliet = fx.user(&format!("juliet{round}"));
+        let results = race_writers(stores, &juliet, Quota::messages(50), |w| {
+            (0..8).map(|n| vec![chat(&juliet, w * 100 + n)]).collect()
+        })
+        .await;
+        assert_eq!(
+            successes(&results),
+            50,
+            "round {round}: racing writers must be admitted up to the limit of 50, no more"
+        );
+        assert_eq!(
+            count(fx.store(), &juliet).await,
+            50,
+            "round {round}: the queue holds exactly the limit"
+        );
+        let popped = fx.store().pop_messages(&juliet, T0).await.unwrap();
+        assert_eq!(popped.len(), 50, "round {round}: a pop returns the limit");
+    }
+}
+
+/// Racing writers of one dedupe key store it once; the others report a duplicate.
+pub(crate) async fn dedupe_race<S: OfflineBackend>(fx: &Fixture<S>, stores: &[Arc<S>]) {
+    for round in 0..ROUNDS {
+        let juliet = fx.user(&format!("juliet{round}"));
+        let results = race_writers(stores, &juliet, Quota::UNLIMITED, |w| {
+            vec![vec![chat(&juliet, w).dedupe_key("one-key")]]
+        })
+        .await;
+        let reports: Vec<WriteReport> = results.into_iter().map(|r| r.unwrap()).collect();
+        let stored: u64 = reports.iter().map(|r| r.stored).sum();
+        let duplicates: u64 = reports.iter().map(|r| r.duplicates).sum();
+        assert_eq!(
+            (stored, duplicates),
+            (1, WRITERS as u64 - 1),
+            "round {round}: (stored, duplicates) of {WRITERS} racing writes of one key"
+        );
+        assert_eq!(
+            count(fx.store(), &juliet).await,
+            1,
+            "round {round}: one message holds the key"
+        );
+    }
+}
+
 /// With 16 concurrent writers of single messages, exactly the message limit is admitted.
-pub async fn concurrent_writers_never_exceed_the_message_quota<S: OfflineBackend>(fx: Fixture<S>) {
-    let juliet = fx.user("juliet");
-    let results = race_writers(&fx, &juliet, Quota::messages(50), |w| {
-        (0..8).map(|n| vec![chat(&juliet, w * 100 + n)]).collect()
-    })
-    .await;
-    assert_eq!(successes(&results), 50);
-    assert_eq!(
-        fx.store().count_messages(&juliet).await.unwrap().messages,
-        50
-    );
-    assert_eq!(
-        fx.store().pop_messages(&juliet, T0).await.unwrap().len(),
-        50
-    );
+pub async fn concurrent_writers_never_exceed_the_message_quota<S: OfflineBackend>(
+    fx: &mut Fixture<S>,
+) {
+    quota_race(fx, &[fx.shared_store()]).await;
 }
 
 /// With 16 concurrent writers of 30-byte batches and a 200-byte limit, exactly six batches
 /// are admitted, whole.
-pub async fn concurrent_batches_never_exceed_the_byte_quota<S: OfflineBackend>(fx: Fixture<S>) {
-    let juliet = fx.user("juliet");
-    let ten_bytes = |n: usize| NewMessage {
-        packet: format!("<m>{n:03}</m>"),
-        ..chat(&juliet, n)
-    };
-    let quota = Quota::UNLIMITED.with_max_bytes(200);
-    let results = race_writers(&fx, &juliet, quota, |w| {
-        (0..4)
-            .map(|b| (0..3).map(|m| ten_bytes(w * 12 + b * 3 + m)).collect())
-            .collect()
-    })
-    .await;
-    assert_eq!(successes(&results), 6);
-    let stats = fx.store().count_messages(&juliet).await.unwrap();
-    assert_eq!((stats.messages, stats.bytes), (18, 180));
+pub async fn concurrent_batches_never_exceed_the_byte_quota<S: OfflineBackend>(
+    fx: &mut Fixture<S>,
+) {
+    for round in 0..ROUNDS {
+        let juliet = fx.user(&format!("juliet{round}"));
+        let ten_bytes = |n: usize| NewMessage {
+            packet: format!("<m>{n:03}</m>"),
+            ..chat(&juliet, n)
+        };
+        let quota = Quota::UNLIMITED.with_max_bytes(200);
+        let results = race_writers(&[fx.shared_store()], &juliet, quota, |w| {
+            (0..4)
+                .map(|b| (0..3).map(|m| ten_bytes(w * 12 + b * 3 + m)).collect())
+                .collect()
+        })
+        .await;
+        assert_eq!(
+            successes(&results),
+            6,
+            "round {round}: six 30-byte batches fit 200 bytes, a seventh does not"
+        );
+        let stats = fx.store().count_messages(&juliet).await.unwrap();
+        assert_eq!(
+            (stats.messages, stats.bytes),
+            (18, 180),
+            "round {round}: the admitted batches are held whole"
+        );
+    }
 }
 
 /// Racing writers of one dedupe key store it once; the others report a duplicate.
-pub async fn concurrent_writes_of_one_key_store_it_once<S: OfflineBackend>(fx: Fixture<S>) {
-    let juliet = fx.user("juliet");
-    let results = race_writers(&fx, &juliet, Quota::UNLIMITED, |w| {
-        vec![vec![chat(&juliet, w).dedupe_key("one-key")]]
-    })
-    .await;
-    let reports: Vec<WriteReport> = results.into_iter().map(|r| r.unwrap()).collect();
-    let stored: u64 = reports.iter().map(|r| r.stored).sum();
-    let duplicates: u64 = reports.iter().map(|r| r.duplicates).sum();
-    assert_eq!((stored, duplicates), (1, WRITERS as u64 - 1));
-    assert_eq!(
-        fx.store().count_messages(&juliet).await.unwrap().messages,
-        1
-    );
+pub async fn concurrent_writes_of_one_key_store_it_once<S: OfflineBackend>(fx: &mut Fixture<S>) {
+    dedupe_race(fx, &[fx.shared_store()]).await;
 }
 
 /// Concurrent writers to different users lose nothing and mix nothing up.
-pub async fn concurrent_writers_to_many_users_lose_nothing<S: OfflineBackend>(fx: Fixture<S>) {
+pub async fn concurrent_writers_to_many_users_lose_nothing<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let start = Arc::new(Barrier::new(WRITERS));
     let mut tasks = JoinSet::new();
     let users: Vec<UserKey> = (0..WRITERS).map(|w| fx.user(&format!("user{w}"))).collect();
@@ -127,50 +175,12 @@ pub async fn concurrent_writers_to_many_users_lose_nothing<S: OfflineBackend>(fx
     tasks.join_all().await;
     for user in &users {
         let popped = fx.store().pop_messages(user, T0).await.unwrap();
-        assert_eq!(packets(&popped), new_packets(&chats(user, 0..50)), "{user}");
-    }
-}
-
-/// Pops racing writers: every message written is delivered by exactly one pop, none lost.
-pub async fn pops_racing_writers_deliver_each_message_once<S: OfflineBackend>(fx: Fixture<S>) {
-    let juliet = fx.user("juliet");
-    let delivered = race_pops(&fx, &juliet, 2).await;
-    let mut times_delivered: HashMap<String, usize> = HashMap::new();
-    for pops in &delivered {
-        for pop in pops {
-            assert_seq_increasing(pop);
-            for packet in packets(pop) {
-                *times_delivered.entry(packet).or_default() += 1;
-            }
-        }
-    }
-    let written = race_pop_messages(&juliet);
-    assert_eq!(times_delivered.len(), written.len(), "messages were lost");
-    for message in written {
         assert_eq!(
-            times_delivered.get(&message.packet),
-            Some(&1),
-            "{message:?}"
+            packets(&popped),
+            new_packets(&chats(user, 0..50)),
+            "{user} gets its own 50 messages, in order"
         );
     }
-}
-
-/// With one popper racing writers, each writer's messages arrive in the order written.
-pub async fn pops_racing_writers_keep_arrival_order<S: OfflineBackend>(fx: Fixture<S>) {
-    let juliet = fx.user("juliet");
-    let delivered = race_pops(&fx, &juliet, 1).await;
-    let position: HashMap<String, (usize, usize)> = race_pop_messages(&juliet)
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| (m.packet, (i / PER_WRITER, i % PER_WRITER)))
-        .collect();
-    let mut next = [0; POP_RACE_WRITERS];
-    for packet in delivered.concat().iter().flat_map(|pop| packets(pop)) {
-        let (writer, n) = position[&packet];
-        assert_eq!(n, next[writer], "writer {writer}'s messages out of order");
-        next[writer] += 1;
-    }
-    assert_eq!(next, [PER_WRITER; POP_RACE_WRITERS], "messages were lost");
 }
 
 /// Writers racing the poppers of [`race_pops`].
@@ -178,40 +188,51 @@ const POP_RACE_WRITERS: usize = 4;
 /// Messages each of them writes.
 const PER_WRITER: usize = 60;
 
-/// What the writers of [`race_pops`] write, writer by writer.
-fn race_pop_messages(user: &UserKey) -> Vec<NewMessage> {
+/// What the writers of a pop or fetch race write, writer by writer.
+fn racing_messages(user: &UserKey) -> Vec<NewMessage> {
     chats(user, 0..POP_RACE_WRITERS * PER_WRITER)
 }
 
-/// [`POP_RACE_WRITERS`] writers write [`race_pop_messages`] one by one while `poppers` tasks pop in a loop;
-/// a last pop follows. Returns each popper's pops (the last pop as a popper of its own).
-async fn race_pops<S: OfflineBackend>(
-    fx: &Fixture<S>,
+/// Spawns [`POP_RACE_WRITERS`] tasks, writer `i` on `stores[i % stores.len()]`, that wait at
+/// `start`, then write their share of [`racing_messages`] one message at a time.
+fn spawn_racing_writers<S: OfflineBackend>(
+    stores: &[Arc<S>],
     user: &UserKey,
-    poppers: usize,
-) -> Vec<Vec<Vec<StoredMessage>>> {
-    let writing = Arc::new(AtomicBool::new(true));
-    let start = Arc::new(Barrier::new(POP_RACE_WRITERS + poppers));
+    start: &Arc<Barrier>,
+) -> JoinSet<()> {
     let mut writers = JoinSet::new();
-    let messages = race_pop_messages(user);
-    for mine in messages.chunks(PER_WRITER) {
-        let (store, user, start) = (fx.shared_store(), user.clone(), Arc::clone(&start));
-        let mine = mine.to_vec();
+    for (i, mine) in racing_messages(user).chunks(PER_WRITER).enumerate() {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        let (user, start, mine) = (user.clone(), Arc::clone(start), mine.to_vec());
         writers.spawn(async move {
             start.wait().await;
             for message in mine {
                 store
                     .write_messages(&user, vec![message], Quota::UNLIMITED, T0)
                     .await
-                    .unwrap();
+                    .unwrap_or_else(|e| panic!("a racing write to {user}: {e}"));
                 tokio::task::yield_now().await;
             }
         });
     }
+    writers
+}
+
+/// [`POP_RACE_WRITERS`] writers write [`racing_messages`] one by one while `poppers` tasks pop
+/// in a loop, writer and popper `i` on `stores[i % stores.len()]`; a last pop follows. Returns
+/// every pop, in the order each popper made them (the last pop as a popper of its own).
+async fn race_pops<S: OfflineBackend>(
+    stores: &[Arc<S>],
+    user: &UserKey,
+    poppers: usize,
+) -> Vec<Vec<Vec<StoredMessage>>> {
+    let writing = Arc::new(AtomicBool::new(true));
+    let start = Arc::new(Barrier::new(POP_RACE_WRITERS + poppers));
+    let writers = spawn_racing_writers(stores, user, &start);
     let mut readers = JoinSet::new();
-    for _ in 0..poppers {
-        let (store, user, start) = (fx.shared_store(), user.clone(), Arc::clone(&start));
-        let writing = Arc::clone(&writing);
+    for i in 0..poppers {
+        let store = Arc::clone(&stores[(i + 1) % stores.len()]);
+        let (user, start, writing) = (user.clone(), Arc::clone(&start), Arc::clone(&writing));
         readers.spawn(async move {
             start.wait().await;
             let mut pops = Vec::new();
@@ -228,6 +249,267 @@ async fn race_pops<S: OfflineBackend>(
     writers.join_all().await;
     writing.store(false, Ordering::Release);
     let mut delivered = readers.join_all().await;
-    delivered.push(vec![fx.store().pop_messages(user, T0).await.unwrap()]);
+    delivered.push(vec![stores[0].pop_messages(user, T0).await.unwrap()]);
     delivered
+}
+
+/// Two poppers racing writers: every message written is delivered by exactly one pop.
+pub(crate) async fn pop_race_delivers_each_once<S: OfflineBackend>(
+    fx: &Fixture<S>,
+    stores: &[Arc<S>],
+) {
+    for round in 0..ROUNDS {
+        let juliet = fx.user(&format!("juliet{round}"));
+        let delivered = race_pops(stores, &juliet, 2).await;
+        let mut times_delivered: HashMap<String, usize> = HashMap::new();
+        for pop in delivered.iter().flatten() {
+            assert_seq_increasing(pop);
+            for packet in packets(pop) {
+                *times_delivered.entry(packet).or_default() += 1;
+            }
+        }
+        let written = racing_messages(&juliet);
+        let lost = written
+            .iter()
+            .filter(|m| !times_delivered.contains_key(&m.packet))
+            .count();
+        assert_eq!(
+            lost, 0,
+            "round {round}: {lost} messages written while pops ran were lost"
+        );
+        let twice: Vec<_> = times_delivered.values().filter(|&&n| n > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "round {round}: {} messages were delivered by two pops",
+            twice.len()
+        );
+    }
+}
+
+/// Pops racing writers: every message written is delivered by exactly one pop, none lost.
+pub async fn pops_racing_writers_deliver_each_message_once<S: OfflineBackend>(fx: &mut Fixture<S>) {
+    pop_race_delivers_each_once(fx, &[fx.shared_store()]).await;
+}
+
+/// With one popper racing writers, each writer's messages arrive in the order written.
+pub async fn pops_racing_writers_keep_arrival_order<S: OfflineBackend>(fx: &mut Fixture<S>) {
+    for round in 0..ROUNDS {
+        let juliet = fx.user(&format!("juliet{round}"));
+        let delivered = race_pops(&[fx.shared_store()], &juliet, 1).await;
+        let popped: Vec<String> = delivered.concat().iter().flat_map(|p| packets(p)).collect();
+        assert_each_writer_in_order(&juliet, &popped, round);
+    }
+}
+
+/// Checks that `delivered` holds every racing message once, each writer's in its order.
+fn assert_each_writer_in_order(user: &UserKey, delivered: &[String], round: usize) {
+    let position: HashMap<String, (usize, usize)> = racing_messages(user)
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| (m.packet, (i / PER_WRITER, i % PER_WRITER)))
+        .collect();
+    let mut next = [0; POP_RACE_WRITERS];
+    for packet in delivered {
+        let (writer, n) = position[packet];
+        assert_eq!(
+            n, next[writer],
+            "round {round}: writer {writer}'s message {n} came when {} was due: \
+             out of order, repeated or one skipped",
+            next[writer]
+        );
+        next[writer] += 1;
+    }
+    assert_eq!(
+        next, [PER_WRITER; POP_RACE_WRITERS],
+        "round {round}: messages of each writer were lost"
+    );
+}
+
+/// A reader paging by `seq` (fetch after the last seq seen) while writers write, writer `i` on
+/// `stores[i % stores.len()]`, sees every message once, each writer's in order: seqs become
+/// visible in increasing order.
+pub(crate) async fn paging_race_misses_nothing<S: OfflineBackend>(
+    fx: &Fixture<S>,
+    stores: &[Arc<S>],
+) {
+    for round in 0..ROUNDS {
+        let juliet = fx.user(&format!("juliet{round}"));
+        let writing = Arc::new(AtomicBool::new(true));
+        let start = Arc::new(Barrier::new(POP_RACE_WRITERS + 1));
+        let writers = spawn_racing_writers(stores, &juliet, &start);
+        let reader = {
+            let (store, user) = (fx.shared_store(), juliet.clone());
+            let (start, writing) = (Arc::clone(&start), Arc::clone(&writing));
+            tokio::spawn(async move {
+                start.wait().await;
+                let (mut seen, mut after) = (Vec::new(), None);
+                loop {
+                    let done = !writing.load(Ordering::Acquire);
+                    let page = store
+                        .fetch_messages(&user, after, Some(7), T0)
+                        .await
+                        .unwrap();
+                    if let (Some(after), Some(first)) = (after, page.first()) {
+                        assert!(
+                            first.seq > after,
+                            "a page after seq {after} began at {}",
+                            first.seq
+                        );
+                    }
+                    assert_seq_increasing(&page);
+                    after = page.last().map(|s| s.seq).or(after);
+                    let drained = page.is_empty();
+                    seen.extend(packets(&page));
+                    if done && drained {
+                        return seen;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        writers.join_all().await;
+        writing.store(false, Ordering::Release);
+        let seen = reader.await.unwrap();
+        assert_each_writer_in_order(&juliet, &seen, round);
+    }
+}
+
+/// A reader paging by `seq` while writers write misses nothing and sees nothing twice.
+pub async fn fetch_paging_racing_writers_misses_nothing<S: OfflineBackend>(fx: &mut Fixture<S>) {
+    paging_race_misses_nothing(fx, &[fx.shared_store()]).await;
+}
+
+/// Writers to four users of a domain race purges by age and expiry and `remove_user`; after
+/// each round, every queue's count agrees with what a fetch returns, the domain's list agrees
+/// with the queues that hold messages, and a neighbouring domain is untouched.
+pub async fn writes_racing_purges_keep_count_and_fetch_agreeing<S: OfflineBackend>(
+    fx: &mut Fixture<S>,
+) {
+    let domain = fx.domain("example.com");
+    let neighbour = fx.user_at("ali", &fx.domain("example.com.evil"));
+    super::write(fx.store(), &neighbour, chats(&neighbour, 0..3)).await;
+    for round in 0..ROUNDS {
+        let users: Vec<UserKey> = (0..4).map(|u| fx.user(&format!("u{round}x{u}"))).collect();
+        let mut tasks = JoinSet::new();
+        for (u, user) in users.iter().enumerate() {
+            let (store, user) = (fx.shared_store(), user.clone());
+            tasks.spawn(async move {
+                for n in 0..40 {
+                    // Old and young, lapsing and lasting messages, so every purge finds some.
+                    let mut message = NewMessage {
+                        timestamp: T0 - DAY * (n as i64 % 3),
+                        ..chat(&user, n)
+                    };
+                    if (n + u) % 2 == 0 {
+                        message = message.expires_at(T0 + SECOND * (n as i64 % 4));
+                    }
+                    store
+                        .write_messages(&user, vec![message], Quota::UNLIMITED, T0)
+                        .await
+                        .unwrap();
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+        let purger = {
+            let (store, domain, victim) = (fx.shared_store(), domain.clone(), users[3].clone());
+            tokio::spawn(async move {
+                for n in 0..20 {
+                    store.remove_old_messages(&domain, T0 - DAY).await.unwrap();
+                    store
+                        .remove_expired_messages(&domain, T0 + SECOND * (n % 4))
+                        .await
+                        .unwrap();
+                    if n % 5 == 0 {
+                        store.remove_user(&victim).await.unwrap();
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        tasks.join_all().await;
+        purger.await.unwrap();
+        check_counts_agree(fx, &domain, &users, round).await;
+    }
+    assert_eq!(
+        count(fx.store(), &neighbour).await,
+        3,
+        "purges of {domain} must not touch {neighbour}"
+    );
+}
+
+/// Each user's count equals the totals of everything a fetch returns, and the domain's list
+/// of users (from the round's users) is those holding messages.
+async fn check_counts_agree<S: OfflineBackend>(
+    fx: &Fixture<S>,
+    domain: &Domain,
+    users: &[UserKey],
+    round: usize,
+) {
+    let store = fx.store();
+    let mut holding = Vec::new();
+    for user in users {
+        // At the earliest time nothing has expired: a fetch returns all that is held.
+        let everything = store
+            .fetch_messages(user, None, None, i64::MIN)
+            .await
+            .unwrap();
+        let fetched = QueueStats::of(everything.iter().map(|s| &s.message));
+        let counted = store.count_messages(user).await.unwrap();
+        assert_eq!(
+            counted, fetched,
+            "round {round}: after writes raced purges, {user}'s count disagrees with its messages"
+        );
+        if counted.messages > 0 {
+            holding.push(user.clone());
+        }
+    }
+    let ours: HashSet<&UserKey> = users.iter().collect();
+    let listed: Vec<UserKey> = super::list_pages(store, Some(domain), None, 100, |_| true)
+        .await
+        .into_iter()
+        .filter(|u| ours.contains(u))
+        .collect();
+    holding.sort();
+    assert_eq!(
+        listed, holding,
+        "round {round}: list_users disagrees with the queues holding messages"
+    );
+}
+
+/// A write whose future is dropped before it completes leaves all or nothing of its batch;
+/// retrying it with the same dedupe keys then stores the batch exactly once.
+pub async fn dropped_write_leaves_all_or_nothing<S: OfflineBackend>(fx: &mut Fixture<S>) {
+    const BATCH: usize = 50;
+    for round in 0..ROUNDS {
+        let juliet = fx.user(&format!("juliet{round}"));
+        let batch: Vec<NewMessage> = chats(&juliet, 0..BATCH)
+            .into_iter()
+            .enumerate()
+            .map(|(n, m)| m.dedupe_key(format!("{round}-{n}")))
+            .collect();
+        let abandoned = fx
+            .store()
+            .write_messages(&juliet, batch.clone(), Quota::UNLIMITED, T0);
+        // Polled once, or for a few microseconds more each round, then dropped.
+        let patience = Duration::from_micros(25 * round as u64);
+        let _ = tokio::time::timeout(patience, abandoned).await;
+        let held = count(fx.store(), &juliet).await;
+        assert!(
+            held == 0 || held == BATCH as u64,
+            "round {round}: a dropped write left {held} of its {BATCH} messages"
+        );
+        let retry = super::write(fx.store(), &juliet, batch.clone()).await;
+        assert_eq!(
+            retry.stored + retry.duplicates,
+            BATCH as u64,
+            "round {round}: the retry stores or skips each message"
+        );
+        let popped = fx.store().pop_messages(&juliet, T0).await.unwrap();
+        assert_eq!(
+            packets(&popped),
+            new_packets(&batch),
+            "round {round}: after the retry the batch is held exactly once, in order"
+        );
+    }
 }

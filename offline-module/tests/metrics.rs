@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use offline_core::jid::Jid;
-use offline_core::minidom::Element;
-use offline_core::{
+use offline_mem::MemBackend;
+use offline_module::jid::Jid;
+use offline_module::minidom::Element;
+use offline_module::{
     AccessConfig, Disposition, ManualClock, MetricNames, ModuleOptions, OfflineModule,
 };
-use offline_mem::MemBackend;
 
 const T0: i64 = 1_700_000_000_000_000;
 
@@ -35,12 +35,11 @@ fn observe(
             .options(options)
             .access(access)
             .clock(clock)
-            .metric_names(names)
-            .build();
+            .metric_names(names);
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(scenario(&module));
+            .block_on(async { scenario(&module.build().await.unwrap()).await });
     });
     snapshotter
         .snapshot()

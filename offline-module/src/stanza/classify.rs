@@ -24,6 +24,7 @@ pub enum Classification {
 ///
 /// | message | outcome |
 /// |---|---|
+/// | not a `<message/>` of `jabber:client` or `jabber:server` (a presence, an iq, ...) | [`Pass`](Classification::Pass) |
 /// | `type="error"` | [`Drop`](Classification::Drop) |
 /// | `type="headline"` | [`Drop`](Classification::Drop) (RFC 6121 §8.5.2) |
 /// | `type="groupchat"` | stored like `chat` if `store_groupchat`, else [`Pass`](Classification::Pass) |
@@ -34,13 +35,16 @@ pub enum Classification {
 /// | anything else (`chat`, `normal`, no type; body optional) | stored |
 ///
 /// ```
-/// use offline_core::stanza::{Classification, classify};
+/// use offline_module::stanza::{Classification, classify};
 ///
 /// let composing: minidom::Element = "<message xmlns='jabber:client' type='chat'>\
 ///     <composing xmlns='http://jabber.org/protocol/chatstates'/></message>".parse().unwrap();
 /// assert_eq!(classify(&composing, false), Classification::Pass);
 /// ```
 pub fn classify(message: &Element, store_groupchat: bool) -> Classification {
+    if !(message.is("message", ns::CLIENT) || message.is("message", ns::SERVER)) {
+        return Classification::Pass;
+    }
     match message.attr("type") {
         Some("error" | "headline") => return Classification::Drop,
         Some("groupchat") if !store_groupchat => return Classification::Pass,
@@ -100,6 +104,22 @@ mod tests {
             "{}",
             String::from(&stanza)
         );
+    }
+
+    #[test]
+    fn only_messages_are_stored() {
+        for other in [
+            "<presence xmlns='jabber:client' type='subscribe'/>",
+            "<iq xmlns='jabber:client' type='set' id='1'><query xmlns='jabber:iq:roster'/></iq>",
+            "<message xmlns='urn:example:not-a-stanza'><body>hi</body></message>",
+        ] {
+            let stanza: Element = other.parse().unwrap();
+            assert_eq!(classify(&stanza, true), Classification::Pass, "{other}");
+        }
+        let s2s: Element = "<message xmlns='jabber:server' type='chat'><body>hi</body></message>"
+            .parse()
+            .unwrap();
+        assert_eq!(classify(&s2s, false), STORE);
     }
 
     #[test]

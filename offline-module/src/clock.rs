@@ -27,7 +27,7 @@ impl Clock for SystemClock {
 /// A clock that moves only when told to: for tests.
 ///
 /// ```
-/// use offline_core::{Clock, ManualClock};
+/// use offline_module::{Clock, ManualClock};
 ///
 /// let clock = ManualClock::new(1_000_000);
 /// clock.advance_secs(2);

@@ -1,19 +1,17 @@
-//! A minimal router with `mod_offline` wired in, on the in-memory backend: juliet is offline,
+//! A minimal router with `mod_offline` wired in, on the backend MongooseIM's default `mnesia` opens: juliet is offline,
 //! romeo writes to her until her queue is full, a chat state and an error message pass by, then
 //! juliet comes online and gets her messages with their delay stamps. Every step is printed.
 //!
-//! `cargo run -p offline-mem --example offline_router`
+//! `cargo run -p offline-module --example offline_router`
 
 #![allow(clippy::print_stdout)]
 
 use std::collections::HashSet;
 use std::error::Error;
-use std::sync::Arc;
 
-use offline_core::jid::{BareJid, Jid};
-use offline_core::minidom::Element;
-use offline_core::{Disposition, OfflineConfig, OfflineModule};
-use offline_mem::MemBackend;
+use offline_module::jid::{BareJid, Jid};
+use offline_module::minidom::Element;
+use offline_module::{Disposition, OfflineConfig, OfflineModule};
 
 /// The server's configuration, in MongooseIM's format.
 const CONFIG: &str = r#"
@@ -47,8 +45,12 @@ impl Router {
             return;
         }
         match self.offline.offline_message(from, to, message).await {
-            Disposition::Stored { notify_sender } => {
-                println!("  stored for {}", to.to_bare());
+            Disposition::Stored {
+                notify_sender,
+                duplicate,
+            } => {
+                let already = if duplicate { " (already held)" } else { "" };
+                println!("  stored for {}{already}", to.to_bare());
                 if let Some(event) = notify_sender {
                     println!("  -> {from}: {}", String::from(&event));
                 }
@@ -63,11 +65,12 @@ impl Router {
         }
     }
 
-    /// `user` sent available presence with a non-negative priority.
+    /// `user` sent available presence with a non-negative priority: its stored messages go to
+    /// that session.
     async fn available(&mut self, user: &Jid) -> Result<(), Box<dyn Error>> {
         self.online.insert(user.to_bare());
         for delivery in self.offline.resend_offline_messages(user).await? {
-            println!("  -> {}: {}", delivery.to, String::from(&delivery.stanza));
+            println!("  -> {user}: {}", String::from(&delivery.stanza));
         }
         Ok(())
     }
@@ -83,11 +86,15 @@ fn message(kind: &str, id: &str, children: &str) -> Result<Element, Box<dyn Erro
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
+    // The module logs through `tracing`; a server installs the subscriber it likes.
+    tracing_subscriber::fmt().with_target(false).init();
     let config = OfflineConfig::from_toml_str(CONFIG)?;
-    let store = Arc::new(MemBackend::new());
     let mut router = Router {
         online: HashSet::new(),
-        offline: OfflineModule::from_config("example.com", &config, store)?,
+        // Opens the backend the configuration names.
+        offline: OfflineModule::from_config("example.com", &config)?
+            .build()
+            .await?,
     };
     let romeo = Jid::new("romeo@example.com/orchard")?;
     let juliet = Jid::new("juliet@example.com")?;

@@ -9,7 +9,9 @@ use super::{
     BackendKind, ConfigError, HostConfig, ModuleOptions, OfflineConfig, RdbmsConnection,
     RdbmsDriver, RdbmsFields, RuleName, StorageConfig,
 };
-use crate::{AccessClause, AccessConfig, AccessValue, AclPattern, Domain, MetricNames};
+use offline_core::Domain;
+
+use crate::{AccessClause, AccessConfig, AccessValue, AclPattern, MetricNames};
 
 type Classes = BTreeMap<String, Vec<AclPattern>>;
 type Rules = BTreeMap<String, Vec<AccessClause>>;
@@ -67,7 +69,7 @@ struct RawModOffline {
 }
 
 fn default_backend() -> BackendKind {
-    BackendKind::Mem
+    BackendKind::Mnesia
 }
 
 #[derive(Deserialize)]
@@ -307,7 +309,7 @@ impl<'a> Sections<'a> {
     /// Where the configured backend keeps its data; `module_key` is where `raw` is written.
     fn storage(&self, raw: &RawModOffline, module_key: &str) -> Result<StorageConfig, ConfigError> {
         match raw.backend {
-            BackendKind::Mem => Ok(StorageConfig::Mem),
+            BackendKind::Mnesia | BackendKind::Memory => Ok(StorageConfig::Memory),
             BackendKind::RocksDb => match &raw.rocksdb {
                 Some(rocksdb) => Ok(StorageConfig::RocksDb {
                     path: rocksdb.path.clone(),
@@ -323,8 +325,15 @@ impl<'a> Sections<'a> {
                     None => ("default", None, None),
                 };
                 if let Some(url) = url {
+                    let driver = RdbmsDriver::of_url(&url).ok_or_else(|| {
+                        ConfigError::new(
+                            format!("{module_key}.rdbms.url"),
+                            "expected a postgres://, postgresql://, mysql://, mariadb:// or \
+                             sqlite:// URL",
+                        )
+                    })?;
                     return Ok(StorageConfig::Rdbms {
-                        connection: RdbmsConnection::Url(url),
+                        connection: RdbmsConnection::Url { driver, url },
                         pool_size,
                     });
                 }

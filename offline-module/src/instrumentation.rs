@@ -21,11 +21,12 @@ use jid::Jid;
 use metrics::Label;
 use minidom::Element;
 
-use crate::stanza::bounce_reply;
-use crate::{
+use offline_core::{
     Domain, NewMessage, OfflineBackend, QueueStats, Quota, Result, StoredMessage, UserKey,
     WriteReport,
 };
+
+use crate::stanza::bounce_reply;
 
 /// How metric names are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

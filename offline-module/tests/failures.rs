@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mockall::mock;
-use offline_core::jid::Jid;
-use offline_core::minidom::Element;
 use offline_core::{
-    Disposition, Domain, ManualClock, NewMessage, OfflineBackend, OfflineError, OfflineModule,
-    QueueStats, Quota, Result, StoredMessage, UserKey, WriteReport,
+    Domain, NewMessage, OfflineBackend, OfflineError, QueueStats, Quota, Result, StoredMessage,
+    UserKey, WriteReport,
 };
+use offline_module::jid::Jid;
+use offline_module::minidom::Element;
+use offline_module::{Disposition, ManualClock, ModuleError, OfflineModule};
 
 mock! {
     #[derive(Debug)]
@@ -46,11 +47,13 @@ fn backend() -> MockBackend {
     backend
 }
 
-fn module(backend: MockBackend) -> OfflineModule {
+async fn module(backend: MockBackend) -> OfflineModule {
     OfflineModule::builder("localhost", Arc::new(backend))
         .domain("localhost".parse().unwrap())
         .clock(Arc::new(ManualClock::new(T0)))
         .build()
+        .await
+        .unwrap()
 }
 
 fn jids() -> (Jid, Jid) {
@@ -84,6 +87,7 @@ async fn failed_write_is_an_internal_server_error_not_a_full_queue() {
             .returning(move |_, _, _, _| Err(failure()));
         let (alice, bob) = jids();
         let outcome = module(backend)
+            .await
             .offline_message(&alice, &bob, &message())
             .await;
         let expected: Element = "<message xmlns='jabber:client' from='bob@localhost' \
@@ -119,6 +123,7 @@ async fn quota_refusal_from_the_store_is_a_full_queue() {
         });
     let (alice, bob) = jids();
     let Disposition::Refused(reply) = module(backend)
+        .await
         .offline_message(&alice, &bob, &message())
         .await
     else {
@@ -154,7 +159,7 @@ async fn failed_pop_delivers_nothing_and_loses_nothing() {
                 Ok(vec![stored.clone()])
             }
         });
-    let module = module(backend);
+    let module = module(backend).await;
     let (_, bob) = jids();
     let err = module.resend_offline_messages(&bob).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
@@ -188,7 +193,7 @@ async fn failed_admin_calls_report_the_failure() {
     backend
         .expect_remove_domain()
         .returning(|_| Err(disk_full()));
-    let module = module(backend);
+    let module = module(backend).await;
     let (_, bob) = jids();
     assert!(
         module
@@ -208,7 +213,10 @@ async fn failed_admin_calls_report_the_failure() {
     assert!(module.personal_data(&bob).await.unwrap_err().is_transient());
     let localhost = "localhost".parse().unwrap();
     let err = module.remove_domain(&localhost).await.unwrap_err();
-    assert!(matches!(err, OfflineError::Backend { .. }), "{err:?}");
+    assert!(
+        matches!(err, ModuleError::Store(OfflineError::Backend { .. })),
+        "{err:?}"
+    );
     // The domain whose removal failed is still served.
     assert!(
         module
@@ -216,4 +224,31 @@ async fn failed_admin_calls_report_the_failure() {
             .await
             .is_err_and(|e| e.is_transient())
     );
+}
+
+#[tokio::test]
+async fn a_store_of_its_own_replaces_the_configured_backend() {
+    let config = offline_module::OfflineConfig::from_toml_str(include_str!(
+        "../../docs/examples/mongooseim.toml"
+    ))
+    .unwrap();
+    let mut backend = backend();
+    backend
+        .expect_write_messages()
+        .times(1)
+        .returning(|_, _, _, _| {
+            Ok(WriteReport {
+                stored: 1,
+                ..WriteReport::default()
+            })
+        });
+    let module = OfflineModule::from_config("localhost", &config)
+        .unwrap()
+        .store(Arc::new(backend))
+        .build()
+        .await
+        .expect("a store named `mock` is the server's own, whatever `backend` says");
+    let (alice, bob) = jids();
+    let outcome = module.offline_message(&alice, &bob, &message()).await;
+    assert!(matches!(outcome, Disposition::Stored { .. }), "{outcome:?}");
 }

@@ -7,17 +7,21 @@ use std::sync::{Arc, PoisonError, RwLock};
 use jid::Jid;
 use minidom::Element;
 use minidom::rxml::xml_ncname;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
+
+use offline_core::{
+    Domain, MAX_DEDUPE_KEY_BYTES, MAX_PACKET_BYTES, NewMessage, OfflineBackend, OfflineError,
+    StoredMessage, UserKey,
+};
 
 use crate::stanza::{
     Classification, StanzaError, classify, delay_element, error_reply, format_stamp_seconds, ns,
     offline_event, parse_packet, plain_copy, sender_stamp, serialize, set_attr,
 };
 use crate::{
-    AccessConfig, Clock, ConfigError, Domain, FEATURE_MSGOFFLINE, Instrumentation,
-    InstrumentedBackend, MAX_DEDUPE_KEY_BYTES, MAX_PACKET_BYTES, MetricNames, ModuleOptions,
-    NewMessage, OfflineBackend, OfflineConfig, OfflineError, Result, StoredMessage, SystemClock,
-    UserKey,
+    AccessConfig, BackendKind, Clock, ConfigError, FEATURE_MSGOFFLINE, Instrumentation,
+    InstrumentedBackend, MetricNames, ModuleError, ModuleOptions, OfflineConfig, StorageConfig,
+    SystemClock, open_backend,
 };
 
 /// One day in µs.
@@ -27,10 +31,14 @@ const DAY: i64 = 86_400 * 1_000_000;
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
 pub enum Disposition {
-    /// Stored for delivery at the user's next available presence.
+    /// Stored for delivery at the user's next available presence, or already held.
     Stored {
-        /// A XEP-0022 `offline` event to route to the sender, when the sender asked for one.
+        /// A XEP-0022 `offline` event to route to the sender, when the sender asked for one
+        /// and the message was newly stored.
         notify_sender: Option<Element>,
+        /// The queue already held this message (same sender and XEP-0359 `origin-id`): the
+        /// resend was skipped by dedupe and nothing new was stored.
+        duplicate: bool,
     },
     /// Dropped silently (`error`, `headline`, or already expired): send nothing, bounce nothing.
     Dropped,
@@ -42,11 +50,17 @@ pub enum Disposition {
 }
 
 /// A stored message ready to route to its recipient, stamped with a XEP-0203 `<delay/>`.
+///
+/// A delivery goes to the session whose available presence triggered
+/// [`resend_offline_messages`](OfflineModule::resend_offline_messages), whatever resource its
+/// stored `to` names: a message to a full JID whose resource was gone was stored for the bare
+/// JID, and the resource it named may never come back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Delivery {
     /// The original sender, as routed.
     pub from: Jid,
-    /// The recipient, as routed when stored.
+    /// The recipient as routed when the message was stored (the stanza's `to` when it had
+    /// none); informative only, see above.
     pub to: Jid,
     /// The message with `<delay xmlns='urn:xmpp:delay' from='{domain}' stamp='…'>Offline
     /// Storage</delay>` appended.
@@ -75,13 +89,14 @@ pub struct PersonalDataRow {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use offline_core::{Disposition, OfflineModule, jid::Jid, minidom::Element};
+/// use offline_module::{Disposition, OfflineModule, jid::Jid, minidom::Element};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let store = Arc::new(offline_mem::MemBackend::new());
 /// let module = OfflineModule::builder("localhost", store)
 ///     .domain("localhost".parse()?)
-///     .build();
+///     .build()
+///     .await?;
 /// let (romeo, juliet) = (Jid::new("romeo@localhost/orchard")?, Jid::new("juliet@localhost")?);
 /// let message: Element = "<message xmlns='jabber:client' type='chat'><body>hi</body></message>".parse()?;
 ///
@@ -108,11 +123,13 @@ pub struct OfflineModule {
     instrumentation: Instrumentation,
 }
 
-/// Builds an [`OfflineModule`]; everything but the host type and the store has a default.
+/// Builds an [`OfflineModule`], from code ([`OfflineModule::builder`]) or from a MongooseIM
+/// configuration ([`OfflineModule::from_config`]); everything but the host type and the store
+/// has a default.
 #[derive(Debug)]
 pub struct OfflineModuleBuilder {
     host_type: String,
-    store: Arc<dyn OfflineBackend>,
+    store: StoreSource,
     domains: BTreeSet<Domain>,
     options: ModuleOptions,
     access: AccessConfig,
@@ -120,7 +137,35 @@ pub struct OfflineModuleBuilder {
     metric_names: MetricNames,
 }
 
+/// Where the module's store comes from.
+#[derive(Debug)]
+enum StoreSource {
+    /// Given in code.
+    Given(Arc<dyn OfflineBackend>),
+    /// Named by a configuration: opened at build time unless a store is given.
+    Configured {
+        storage: StorageConfig,
+        given: Option<Arc<dyn OfflineBackend>>,
+    },
+}
+
 impl OfflineModuleBuilder {
+    /// Stores into `store`: for a server with a backend of its own, or a store it opened
+    /// itself. On a builder from a configuration, a store of a built-in kind (`mem`,
+    /// `rocksdb`, `rdbms`) must be the kind the configuration's `backend` names; a store of
+    /// another name replaces the configured backend.
+    #[must_use]
+    pub fn store(mut self, store: Arc<dyn OfflineBackend>) -> Self {
+        self.store = match self.store {
+            StoreSource::Given(_) => StoreSource::Given(store),
+            StoreSource::Configured { storage, .. } => StoreSource::Configured {
+                storage,
+                given: Some(store),
+            },
+        };
+        self
+    }
+
     /// A domain the module serves (admin purges refuse others).
     #[must_use]
     pub fn domain(mut self, domain: Domain) -> Self {
@@ -150,7 +195,7 @@ impl OfflineModuleBuilder {
         self
     }
 
-    /// The clock (default: [`SystemClock`]).
+    /// The clock (default: [`SystemClock`]); tests pass a [`ManualClock`](crate::ManualClock).
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -164,8 +209,49 @@ impl OfflineModuleBuilder {
         self
     }
 
-    /// The module.
-    pub fn build(self) -> OfflineModule {
+    /// The module, on the store given, else on the configured backend, opened now
+    /// ([`open_backend`]).
+    pub async fn build(self) -> Result<OfflineModule, ModuleError> {
+        let store = match self.store {
+            StoreSource::Given(store) => store,
+            StoreSource::Configured {
+                given: Some(store), ..
+            } => {
+                let (name, backend) = (store.name(), self.options.backend);
+                let built_in = ["mem", "rocksdb", "rdbms"].contains(&name);
+                if built_in && name != backend.store_name() {
+                    return Err(ConfigError::new(
+                        "modules.mod_offline.backend",
+                        format!(
+                            "`{}` is configured for backend `{}`, but the store given is `{name}`",
+                            self.host_type,
+                            backend.as_str(),
+                        ),
+                    )
+                    .into());
+                }
+                store
+            }
+            StoreSource::Configured {
+                storage,
+                given: None,
+            } => {
+                let store = open_backend(&storage).await?;
+                match self.options.backend {
+                    BackendKind::Mnesia if store.name() == "mem" => warn!(
+                        host_type = %self.host_type,
+                        "backend = \"mnesia\" is served in memory until the embedded persistent \
+                         backend is built in: offline messages will not survive a restart"
+                    ),
+                    BackendKind::Memory => info!(
+                        host_type = %self.host_type,
+                        "offline messages are kept in memory and lost on restart"
+                    ),
+                    _ => {}
+                }
+                store
+            }
+        };
         let rule = self.options.access_max_user_messages.as_str();
         if !self.access.access.contains_key(rule) {
             warn!(
@@ -174,27 +260,28 @@ impl OfflineModuleBuilder {
             );
         }
         let instrumentation = Instrumentation::new(self.host_type.as_str(), self.metric_names);
-        OfflineModule {
-            store: InstrumentedBackend::new(self.store, instrumentation.clone()),
+        Ok(OfflineModule {
+            store: InstrumentedBackend::new(store, instrumentation.clone()),
             host_type: self.host_type,
             domains: RwLock::new(self.domains),
             options: self.options,
             access: self.access,
             clock: self.clock,
             instrumentation,
-        }
+        })
     }
 }
 
 impl OfflineModule {
-    /// Starts building a module for `host_type` storing into `store`.
+    /// Starts building a module for `host_type` storing into `store`, with MongooseIM's default
+    /// options and no access rules.
     pub fn builder(
         host_type: impl Into<String>,
         store: Arc<dyn OfflineBackend>,
     ) -> OfflineModuleBuilder {
         OfflineModuleBuilder {
             host_type: host_type.into(),
-            store,
+            store: StoreSource::Given(store),
             domains: BTreeSet::new(),
             options: ModuleOptions::default(),
             access: AccessConfig::default(),
@@ -203,15 +290,33 @@ impl OfflineModule {
         }
     }
 
-    /// The module as a MongooseIM configuration file sets it up for `host_type` (with its
-    /// `[[host_config]]`, if any): a static host (`general.hosts`) serves its own domain; a host
-    /// type of `general.host_types` starts with none, to be added with
-    /// [`add_domain`](Self::add_domain). `store` must be of the configured `backend` kind.
+    /// A builder set up as a MongooseIM configuration file sets the module up for `host_type`
+    /// (with its `[[host_config]]`, if any): options, access rules, metric names and the
+    /// configured backend, which [`build`](OfflineModuleBuilder::build) opens unless a store is
+    /// given with [`store`](OfflineModuleBuilder::store). A static host (`general.hosts`)
+    /// serves its own domain; a host type of `general.host_types` starts with none, to be
+    /// added with [`add_domain`](Self::add_domain).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use offline_module::{ManualClock, OfflineConfig, OfflineModule};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let config = OfflineConfig::from_toml_str(
+    ///     "[general]\nhosts = [\"localhost\"]\n[modules.mod_offline]\nbackend = \"memory\"",
+    /// )?;
+    /// let module = OfflineModule::from_config("localhost", &config)?
+    ///     .clock(Arc::new(ManualClock::new(1_700_000_000_000_000)))
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(module.host_type(), "localhost");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn from_config(
         host_type: &str,
         config: &OfflineConfig,
-        store: Arc<dyn OfflineBackend>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<OfflineModuleBuilder, ConfigError> {
         let host = config.hosts.iter().find(|host| host.as_str() == host_type);
         if host.is_none() && !config.host_types.iter().any(|t| t == host_type) {
             return Err(ConfigError::new(
@@ -222,28 +327,24 @@ impl OfflineModule {
             ));
         }
         let settings = config.for_host(host_type);
-        let options = settings.module.clone().ok_or_else(|| {
-            ConfigError::new(
+        let (Some(options), Some(storage)) = (&settings.module, &settings.storage) else {
+            return Err(ConfigError::new(
                 "modules.mod_offline",
                 format!("not enabled for `{host_type}`"),
-            )
-        })?;
-        if options.backend.name() != store.name() {
-            return Err(ConfigError::new(
-                "modules.mod_offline.backend",
-                format!(
-                    "`{host_type}` is configured for the {} backend, but the store given is {}",
-                    options.backend.name(),
-                    store.name()
-                ),
             ));
-        }
-        Ok(Self::builder(host_type, store)
-            .domains(host.cloned())
-            .options(options)
-            .access(settings.access.clone())
-            .metric_names(config.metric_names)
-            .build())
+        };
+        Ok(OfflineModuleBuilder {
+            host_type: host_type.to_owned(),
+            store: StoreSource::Configured {
+                storage: storage.clone(),
+                given: None,
+            },
+            domains: host.cloned().into_iter().collect(),
+            options: options.clone(),
+            access: settings.access.clone(),
+            clock: Arc::new(SystemClock),
+            metric_names: config.metric_names,
+        })
     }
 
     /// The host type.
@@ -344,6 +445,7 @@ impl OfflineModule {
                 let event = notify_sender && report.stored > 0;
                 Disposition::Stored {
                     notify_sender: event.then(|| offline_event(from, to, message)),
+                    duplicate: report.duplicates > 0,
                 }
             }
             Err(OfflineError::QuotaExceeded { .. }) => {
@@ -363,7 +465,7 @@ impl OfflineModule {
     /// expired ones dropped, each with its delay stamp. If the store fails, nothing is delivered
     /// and nothing is lost.
     #[tracing::instrument(level = "debug", skip_all, fields(host_type = %self.host_type, %user))]
-    pub async fn resend_offline_messages(&self, user: &Jid) -> Result<Vec<Delivery>> {
+    pub async fn resend_offline_messages(&self, user: &Jid) -> Result<Vec<Delivery>, ModuleError> {
         let key = UserKey::try_from(user)?;
         let popped = self
             .store
@@ -383,7 +485,7 @@ impl OfflineModule {
     /// Removes a user's messages (the `remove_user` hook, also the GDPR removal); returns how
     /// many.
     #[tracing::instrument(level = "debug", skip(self), fields(host_type = %self.host_type))]
-    pub async fn remove_user(&self, user: &Jid) -> Result<u64> {
+    pub async fn remove_user(&self, user: &Jid) -> Result<u64, ModuleError> {
         let removed = self.store.remove_user(&UserKey::try_from(user)?).await?;
         self.instrumentation.purged("user", removed);
         Ok(removed)
@@ -392,7 +494,7 @@ impl OfflineModule {
     /// Removes a domain's messages and stops serving it (the `remove_domain` hook); returns
     /// how many messages were removed.
     #[tracing::instrument(level = "debug", skip(self), fields(host_type = %self.host_type))]
-    pub async fn remove_domain(&self, domain: &Domain) -> Result<u64> {
+    pub async fn remove_domain(&self, domain: &Domain) -> Result<u64, ModuleError> {
         let removed = self.store.remove_domain(domain).await?;
         self.domains
             .write()
@@ -404,7 +506,7 @@ impl OfflineModule {
 
     /// Removes a served domain's expired messages; returns how many.
     #[tracing::instrument(level = "debug", skip(self), fields(host_type = %self.host_type))]
-    pub async fn remove_expired_messages(&self, domain: &str) -> Result<u64> {
+    pub async fn remove_expired_messages(&self, domain: &str) -> Result<u64, ModuleError> {
         let domain = self.served(domain)?;
         let removed = self
             .store
@@ -417,11 +519,9 @@ impl OfflineModule {
     /// Removes a served domain's messages stored more than `days` days ago (`days >= 1`);
     /// returns how many.
     #[tracing::instrument(level = "debug", skip(self), fields(host_type = %self.host_type))]
-    pub async fn remove_old_messages(&self, domain: &str, days: u32) -> Result<u64> {
+    pub async fn remove_old_messages(&self, domain: &str, days: u32) -> Result<u64, ModuleError> {
         if days < 1 {
-            return Err(OfflineError::invalid_input(
-                "remove_old_messages needs days >= 1, got 0",
-            ));
+            return Err(ModuleError::InvalidDays { days });
         }
         let domain = self.served(domain)?;
         let cutoff = self
@@ -436,7 +536,7 @@ impl OfflineModule {
     /// The user's GDPR export: every message held for them, in arrival order (columns
     /// [`PERSONAL_DATA_FIELDS`]).
     #[tracing::instrument(level = "debug", skip(self), fields(host_type = %self.host_type))]
-    pub async fn personal_data(&self, user: &Jid) -> Result<Vec<PersonalDataRow>> {
+    pub async fn personal_data(&self, user: &Jid) -> Result<Vec<PersonalDataRow>, ModuleError> {
         let key = UserKey::try_from(user)?;
         // At the earliest time nothing has expired: the export covers everything held.
         let held = self
@@ -475,13 +575,13 @@ impl OfflineModule {
         }
     }
 
-    fn served(&self, domain: &str) -> Result<Domain> {
+    fn served(&self, domain: &str) -> Result<Domain, ModuleError> {
         let domain = Domain::new(domain)?;
         let domains = self.domains.read().unwrap_or_else(PoisonError::into_inner);
         if domains.contains(&domain) {
             Ok(domain)
         } else {
-            Err(OfflineError::UnknownDomain {
+            Err(ModuleError::UnknownDomain {
                 domain: domain.to_string(),
                 host_type: self.host_type.clone(),
             })

@@ -8,12 +8,13 @@ use jid::{DomainPart, NodePart};
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::{Quota, UserKey};
+use offline_core::{Quota, UserKey};
 
 /// The `[acl]` and `[access]` sections.
 ///
 /// ```
-/// use offline_core::{AccessConfig, Quota, UserKey};
+/// use offline_module::AccessConfig;
+/// use offline_module::offline_core::{Quota, UserKey};
 ///
 /// let access: AccessConfig = toml::from_str(r#"
 ///     [acl]

@@ -10,7 +10,10 @@ fn error(toml: &str) -> ConfigError {
 fn defaults_are_mongooseims() {
     let config = OfflineConfig::from_toml_str("[modules.mod_offline]").unwrap();
     assert_eq!(config.global.module, Some(ModuleOptions::default()));
-    assert_eq!(config.global.storage, Some(StorageConfig::Mem));
+    assert_eq!(config.global.storage, Some(StorageConfig::Memory));
+    let module = config.global.module.unwrap();
+    assert_eq!(module.backend, BackendKind::Mnesia);
+    assert_eq!(module.backend.store_name(), "mem");
     assert!(!config.global.stub);
     assert_eq!(config.metric_names, MetricNames::Prometheus);
     let absent = OfflineConfig::from_toml_str("").unwrap();
@@ -24,6 +27,16 @@ fn wrong_values_name_their_key() {
             "[modules.mod_offline]\nbackend = \"frontend\"",
             "modules.mod_offline.backend",
             "unknown backend `frontend`",
+        ),
+        (
+            "[modules.mod_offline]\nbackend = \"mem\"",
+            "modules.mod_offline.backend",
+            "expected one of `mnesia`, `memory`, `rocksdb`, `rdbms`",
+        ),
+        (
+            "[modules.mod_offline]\nbackend = \"rdbms\"\nrdbms.url = \"odbc://dsn\"",
+            "modules.mod_offline.rdbms.url",
+            "expected a postgres://",
         ),
         (
             "[modules.mod_offline]\nbackend = 1",
@@ -130,7 +143,10 @@ fn rdbms_from_url_or_mongooseim_pool() {
     assert_eq!(
         url.global.storage,
         Some(StorageConfig::Rdbms {
-            connection: RdbmsConnection::Url("postgres://u@h/db".into()),
+            connection: RdbmsConnection::Url {
+                driver: RdbmsDriver::Pgsql,
+                url: "postgres://u@h/db".into()
+            },
             pool_size: Some(4),
         })
     );
@@ -242,18 +258,18 @@ fn host_config_merges_as_mongooseim_does() {
         "host_config.modules replaces"
     );
 
-    let user = |jid: &str| -> crate::UserKey { jid.parse().unwrap() };
+    let user = |jid: &str| -> offline_core::UserKey { jid.parse().unwrap() };
     let quota =
         |host: &HostConfig, jid: &str| host.access.quota("max_user_offline_messages", &user(jid));
-    assert_eq!(quota(a, "bob@a.example"), crate::Quota::messages(10));
+    assert_eq!(quota(a, "bob@a.example"), offline_core::Quota::messages(10));
     assert_eq!(
         quota(b, "bob@b.example"),
-        crate::Quota::messages(500),
+        offline_core::Quota::messages(500),
         "classes are united"
     );
     assert_eq!(
         quota(b, "carol@b.example"),
-        crate::Quota::messages(10),
+        offline_core::Quota::messages(10),
         "top-level clauses first"
     );
     let c2s: Vec<&str> = b.access.access["c2s"]
@@ -307,4 +323,48 @@ fn host_config_pools_replace_the_top_level_pool() {
         missing.key,
         "outgoing_pools.rdbms.default.connection.database"
     );
+}
+
+#[test]
+fn backend_names_map_to_stores() {
+    for (written, kind, store, storage) in [
+        ("mnesia", BackendKind::Mnesia, "mem", StorageConfig::Memory),
+        ("memory", BackendKind::Memory, "mem", StorageConfig::Memory),
+        (
+            "rocksdb\"\nrocksdb.path = \"data",
+            BackendKind::RocksDb,
+            "rocksdb",
+            StorageConfig::RocksDb {
+                path: "data".into(),
+            },
+        ),
+    ] {
+        let text = format!("[modules.mod_offline]\nbackend = \"{written}\"");
+        let config = OfflineConfig::from_toml_str(&text).unwrap();
+        let module = config.global.module.unwrap();
+        assert_eq!((module.backend, module.backend.store_name()), (kind, store));
+        assert_eq!(config.global.storage, Some(storage), "{text}");
+    }
+}
+
+#[test]
+fn rdbms_urls_name_their_driver() {
+    for (url, driver) in [
+        ("postgres://u@h/db", RdbmsDriver::Pgsql),
+        ("postgresql://u@h/db", RdbmsDriver::Pgsql),
+        ("mysql://root@127.0.0.1/test", RdbmsDriver::Mysql),
+        ("mariadb://root@127.0.0.1/test", RdbmsDriver::Mysql),
+        ("sqlite:///var/lib/offline.db", RdbmsDriver::Sqlite),
+    ] {
+        let text = format!("[modules.mod_offline]\nbackend = \"rdbms\"\nrdbms.url = \"{url}\"");
+        let storage = OfflineConfig::from_toml_str(&text).unwrap().global.storage;
+        let Some(StorageConfig::Rdbms { connection, .. }) = storage else {
+            panic!("{url} gave {storage:?}");
+        };
+        assert_eq!(connection.driver(), driver, "{url}");
+        assert!(
+            !format!("{connection:?}").contains(url),
+            "the URL is redacted"
+        );
+    }
 }

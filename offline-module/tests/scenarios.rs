@@ -7,13 +7,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use offline_core::jid::Jid;
-use offline_core::minidom::Element;
-use offline_core::{
-    AccessConfig, Disposition, ManualClock, ModuleOptions, OfflineConfig, OfflineError,
+use offline_core::OfflineError;
+use offline_mem::MemBackend;
+use offline_module::jid::Jid;
+use offline_module::minidom::Element;
+use offline_module::{
+    AccessConfig, Disposition, ManualClock, ModuleError, ModuleOptions, OfflineConfig,
     OfflineModule, OfflineStub, PERSONAL_DATA_FIELDS, PersonalDataRow,
 };
-use offline_mem::MemBackend;
 
 /// 2023-11-14T22:13:20Z.
 const T0: i64 = 1_700_000_000_000_000;
@@ -41,7 +42,7 @@ struct Server {
 
 impl Server {
     /// The module for `localhost` with these options and access rules, on a fresh store.
-    fn new(options: ModuleOptions, access: AccessConfig) -> Self {
+    async fn new(options: ModuleOptions, access: AccessConfig) -> Self {
         let clock = Arc::new(ManualClock::new(T0));
         let module = OfflineModule::builder("localhost", Arc::new(MemBackend::new()))
             .domains([
@@ -51,20 +52,22 @@ impl Server {
             .options(options)
             .access(access)
             .clock(clock.clone())
-            .build();
+            .build()
+            .await
+            .unwrap();
         Self { module, clock }
     }
 
-    fn plain() -> Self {
-        Self::new(ModuleOptions::default(), AccessConfig::default())
+    async fn plain() -> Self {
+        Self::new(ModuleOptions::default(), AccessConfig::default()).await
     }
 
-    fn trusting_sender_delays() -> Self {
+    async fn trusting_sender_delays() -> Self {
         let options = ModuleOptions {
             trust_sender_delay: true,
             ..ModuleOptions::default()
         };
-        Self::new(options, AccessConfig::default())
+        Self::new(options, AccessConfig::default()).await
     }
 
     async fn send(&self, from: &str, to: &str, message: &Element) -> Disposition {
@@ -86,6 +89,7 @@ impl Server {
 fn stored() -> Disposition {
     Disposition::Stored {
         notify_sender: None,
+        duplicate: false,
     }
 }
 
@@ -102,7 +106,7 @@ fn bodies(stanzas: &[Element]) -> Vec<String> {
 
 #[tokio::test]
 async fn offline_message_is_stored_and_delivered_with_delay() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let message = chat("alice@localhost/res1", "bob@localhost", "m1", "msgtxt");
     assert_eq!(
         server
@@ -127,7 +131,7 @@ async fn offline_message_is_stored_and_delivered_with_delay() {
 
 #[tokio::test]
 async fn message_to_a_full_jid_is_kept_for_the_bare_jid() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let message = chat("alice@localhost/res1", "Bob@LocalHost/gone", "m1", "hi");
     let _ = server
         .send("alice@localhost/res1", "Bob@LocalHost/gone", &message)
@@ -138,7 +142,7 @@ async fn message_to_a_full_jid_is_kept_for_the_bare_jid() {
 
 #[tokio::test]
 async fn error_message_is_not_delivered() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let error = stanza("<message xmlns='jabber:client' type='error'><body>msgtxt</body></message>");
     let outcome = server
         .send("alice@localhost/res1", "bob@localhost", &error)
@@ -149,7 +153,7 @@ async fn error_message_is_not_delivered() {
 
 #[tokio::test]
 async fn headline_message_is_not_delivered() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let headline =
         stanza("<message xmlns='jabber:client' type='headline'><body>msgtxt</body></message>");
     let outcome = server
@@ -161,7 +165,7 @@ async fn headline_message_is_not_delivered() {
 
 #[tokio::test]
 async fn groupchat_message_is_not_stored_by_default() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let groupchat =
         stanza("<message xmlns='jabber:client' type='groupchat'><body>msgtxt</body></message>");
     let (room, bob) = (jid("room@muclight.localhost"), jid("bob@localhost"));
@@ -179,7 +183,7 @@ async fn groupchat_message_is_stored_with_the_option() {
         store_groupchat_messages: true,
         ..ModuleOptions::default()
     };
-    let server = Server::new(options, AccessConfig::default());
+    let server = Server::new(options, AccessConfig::default()).await;
     let groupchat = stanza(
         "<message xmlns='jabber:client' from='room@muclight.localhost/alice' \
          to='bob@localhost' type='groupchat'><body>msgtxt</body></message>",
@@ -209,7 +213,7 @@ async fn groupchat_message_is_stored_with_the_option() {
 
 #[tokio::test]
 async fn expired_messages_are_not_delivered() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let expiring = |id: &str, seconds: u32, body: &str| {
         stanza(&format!(
             "<message xmlns='jabber:client' type='chat' id='{id}'><body>{body}</body>\
@@ -234,7 +238,7 @@ async fn expired_messages_are_not_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn max_offline_messages_reached() {
-    let module = Arc::new(example_module());
+    let module = Arc::new(example_module().await);
     let alice = jid("alice@localhost");
     let mut senders = tokio::task::JoinSet::new();
     for resource in 1..=4 {
@@ -295,7 +299,7 @@ async fn max_offline_messages_reached() {
 
 /// The module for `localhost` as `docs/examples/mongooseim.toml` configures it, on `offline-mem`
 /// (the file names the rdbms backend, whose options the in-memory store ignores).
-fn example_module() -> OfflineModule {
+async fn example_module() -> OfflineModule {
     let config =
         OfflineConfig::from_toml_str(include_str!("../../docs/examples/mongooseim.toml")).unwrap();
     let localhost = config.for_host("localhost");
@@ -305,11 +309,13 @@ fn example_module() -> OfflineModule {
         .access(localhost.access.clone())
         .clock(Arc::new(ManualClock::new(T0)))
         .build()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn admins_get_the_larger_quota_of_the_example_configuration() {
-    let module = example_module();
+    let module = example_module().await;
     let send = |to: &'static str, n: usize| {
         let message = chat("bob@localhost/r", to, &n.to_string(), "x");
         let module = &module;
@@ -342,31 +348,83 @@ async fn admins_get_the_larger_quota_of_the_example_configuration() {
     ));
 }
 
-#[test]
-fn from_config_checks_host_and_backend() {
+#[tokio::test]
+async fn from_config_checks_host_and_backend() {
     let config =
         OfflineConfig::from_toml_str(include_str!("../../docs/examples/mongooseim.toml")).unwrap();
     let mem = || -> Arc<MemBackend> { Arc::new(MemBackend::new()) };
-    let err = OfflineModule::from_config("localhost", &config, mem()).unwrap_err();
+    let err = OfflineModule::from_config("localhost", &config)
+        .unwrap()
+        .store(mem())
+        .build()
+        .await
+        .unwrap_err();
+    let ModuleError::Config(err) = err else {
+        panic!("expected a configuration error, got {err:?}");
+    };
     assert_eq!(err.key, "modules.mod_offline.backend");
     assert!(
         err.message
-            .contains("rdbms backend, but the store given is mem"),
+            .contains("configured for backend `rdbms`, but the store given is `mem`"),
         "{err}"
     );
-    let err = OfflineModule::from_config("unknown.example", &config, mem()).unwrap_err();
+    let err = OfflineModule::from_config("localhost", &config)
+        .unwrap()
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ModuleError::BackendNotBuilt {
+                backend: "rdbms",
+                feature: "postgres"
+            }
+        ),
+        "the example's pgsql pool needs the postgres feature: {err:?}"
+    );
+    let err = OfflineModule::from_config("unknown.example", &config).unwrap_err();
     assert_eq!(err.key, "general.hosts");
-    let in_memory = OfflineConfig::from_toml_str(
-        "[general]\nhosts = [\"localhost\"]\n[modules.mod_offline]\nbackend = \"mnesia\"",
+}
+
+#[tokio::test]
+async fn from_config_opens_its_store_and_takes_a_clock() {
+    let config = OfflineConfig::from_toml_str(
+        "[general]\nhosts = [\"localhost\"]\n[modules.mod_offline]\nbackend = \"memory\"",
     )
     .unwrap();
-    let module = OfflineModule::from_config("localhost", &in_memory, mem()).unwrap();
+    let module = OfflineModule::from_config("localhost", &config)
+        .unwrap()
+        .clock(Arc::new(ManualClock::new(T0)))
+        .build()
+        .await
+        .unwrap();
     assert_eq!(module.host_type(), "localhost");
+    let message = chat("alice@localhost/r", "bob@localhost", "c1", "hi");
+    let stored = module
+        .offline_message(&jid("alice@localhost/r"), &jid("bob@localhost"), &message)
+        .await;
+    assert_eq!(stored, self::stored());
+    let delivered = module
+        .resend_offline_messages(&jid("bob@localhost/desk"))
+        .await
+        .unwrap();
+    let delay = delivered[0].stanza.get_child("delay", "urn:xmpp:delay");
+    assert_eq!(
+        delay.and_then(|d| d.attr("stamp")),
+        Some("2023-11-14T22:13:20.000000Z"),
+        "the delay stamp comes from the clock given"
+    );
+    // The configured store was opened and the purges of the served domain reach it.
+    assert_eq!(
+        module.remove_expired_messages("localhost").await.unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
 async fn gdpr_export_then_removal() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let sends = [
         ("alice@localhost/res1", "bob@localhost", "Hi Bob"),
         (
@@ -400,7 +458,7 @@ async fn gdpr_export_then_removal() {
 
 #[tokio::test]
 async fn domain_purges_report_their_counts() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let day = DAY_SECS * 1_000_000;
     // Messages 7, 5 and 2 days old, for bob and for a user of another served domain.
     for (age, id) in [(7, "d7"), (5, "d5"), (2, "d2")] {
@@ -461,20 +519,20 @@ async fn domain_purges_report_their_counts() {
 
 #[tokio::test]
 async fn admin_purges_refuse_bad_arguments() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let err = server
         .module
         .remove_old_messages("localhost", 0)
         .await
         .unwrap_err();
-    assert!(matches!(err, OfflineError::InvalidInput { .. }), "{err}");
+    assert!(matches!(err, ModuleError::InvalidDays { days: 0 }), "{err}");
     assert!(err.to_string().contains("days >= 1"), "{err}");
     let err = server
         .module
         .remove_expired_messages("elsewhere.example")
         .await
         .unwrap_err();
-    assert!(matches!(err, OfflineError::UnknownDomain { .. }), "{err}");
+    assert!(matches!(err, ModuleError::UnknownDomain { .. }), "{err}");
     assert_eq!(
         err.to_string(),
         "domain `elsewhere.example` is not served by host type `localhost`"
@@ -484,12 +542,15 @@ async fn admin_purges_refuse_bad_arguments() {
         .remove_old_messages("not a domain", 3)
         .await
         .unwrap_err();
-    assert!(matches!(err, OfflineError::InvalidInput { .. }), "{err}");
+    assert!(
+        matches!(err, ModuleError::Store(OfflineError::InvalidInput { .. })),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn remove_domain_hook_removes_its_messages_and_stops_serving_it() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     for to in ["bob@other.example", "carol@other.example", "bob@localhost"] {
         let _ = server
             .send(
@@ -507,7 +568,7 @@ async fn remove_domain_hook_removes_its_messages_and_stops_serving_it() {
         .remove_expired_messages("other.example")
         .await
         .unwrap_err();
-    assert!(matches!(err, OfflineError::UnknownDomain { .. }));
+    assert!(matches!(err, ModuleError::UnknownDomain { .. }));
     server.module.add_domain(domain);
     assert_eq!(
         server
@@ -521,7 +582,7 @@ async fn remove_domain_hook_removes_its_messages_and_stops_serving_it() {
 
 #[tokio::test]
 async fn disco_features() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     assert_eq!(server.module.disco_local_features(""), ["msgoffline"]);
     assert!(server.module.disco_local_features("msgoffline").is_empty());
     assert_eq!(server.module.disco_sm_features("", true), ["msgoffline"]);
@@ -530,7 +591,7 @@ async fn disco_features() {
 
 #[tokio::test]
 async fn chat_states_fall_through_to_the_stub_or_a_bounce() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let composing = stanza(
         "<message xmlns='jabber:client' type='chat' id='c1'>\
          <composing xmlns='http://jabber.org/protocol/chatstates'/></message>",
@@ -564,7 +625,7 @@ async fn chat_states_fall_through_to_the_stub_or_a_bounce() {
 
 #[tokio::test]
 async fn offline_event_is_sent_to_the_sender_who_asked() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let message = stanza(
         "<message xmlns='jabber:client' type='chat' id='e1'><body>b</body>\
          <x xmlns='jabber:x:event'><offline/><delivered/></x></message>",
@@ -579,7 +640,8 @@ async fn offline_event_is_sent_to_the_sender_who_asked() {
     assert_eq!(
         outcome,
         Disposition::Stored {
-            notify_sender: Some(expected_event)
+            notify_sender: Some(expected_event),
+            duplicate: false,
         }
     );
     assert_eq!(server.login("bob@localhost").await.len(), 1);
@@ -600,7 +662,7 @@ async fn sender_delays_are_stripped_and_trusted_only_when_configured() {
         assert_eq!(delays.len(), 1, "only the module's own delay remains");
         delays[0].attr("stamp").unwrap().to_owned()
     };
-    let plain = Server::plain();
+    let plain = Server::plain().await;
     let _ = plain
         .send("alice@localhost/r", "bob@localhost", &with_stamps)
         .await;
@@ -609,7 +671,7 @@ async fn sender_delays_are_stripped_and_trusted_only_when_configured() {
         "2023-11-14T22:13:20.000000Z"
     );
 
-    let trusting = Server::trusting_sender_delays();
+    let trusting = Server::trusting_sender_delays().await;
     let _ = trusting
         .send("alice@localhost/r", "bob@localhost", &with_stamps)
         .await;
@@ -621,17 +683,20 @@ async fn sender_delays_are_stripped_and_trusted_only_when_configured() {
 
 #[tokio::test]
 async fn resent_message_with_the_same_origin_id_is_stored_once() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let message = stanza(
         "<message xmlns='jabber:client' type='chat'><body>once</body>\
          <origin-id xmlns='urn:xmpp:sid:0' id='de305d54'/></message>",
     );
-    for _ in 0..3 {
+    for resend in 0..3 {
         assert_eq!(
             server
                 .send("alice@localhost/r1", "bob@localhost", &message)
                 .await,
-            stored()
+            Disposition::Stored {
+                notify_sender: None,
+                duplicate: resend > 0,
+            }
         );
     }
     let _ = server
@@ -645,7 +710,7 @@ async fn resent_message_with_the_same_origin_id_is_stored_once() {
 
 #[tokio::test]
 async fn oversized_message_is_refused_not_lost_silently() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let body = "x".repeat(offline_core::MAX_PACKET_BYTES);
     let message = chat("alice@localhost/r", "bob@localhost", "big", &body);
     let Disposition::Refused(reply) = server
@@ -664,7 +729,7 @@ async fn oversized_message_is_refused_not_lost_silently() {
 
 #[tokio::test]
 async fn redeclared_prefixes_are_stored_and_delivered() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let message = stanza(
         "<message xmlns='jabber:client' xmlns:a='urn:one' type='chat'><body>b</body>\
          <a:x xmlns:a='urn:two'><a:y/></a:x></message>",
@@ -682,7 +747,7 @@ async fn redeclared_prefixes_are_stored_and_delivered() {
 
 #[tokio::test]
 async fn message_that_cannot_be_written_as_xml_is_refused() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     // Built by a server, not parsed: XML cannot carry U+0001.
     let mut message = stanza("<message xmlns='jabber:client' type='chat'><body/></message>");
     message.append_text("\u{1}");
@@ -699,7 +764,7 @@ async fn message_that_cannot_be_written_as_xml_is_refused() {
 
 #[tokio::test]
 async fn trusted_sender_stamps_from_the_future_count_as_now() {
-    let trusting = Server::trusting_sender_delays();
+    let trusting = Server::trusting_sender_delays().await;
     let message = stanza(
         "<message xmlns='jabber:client' type='chat'><body>b</body>\
          <delay xmlns='urn:xmpp:delay' stamp='2099-01-01T00:00:00Z'/></message>",
@@ -717,7 +782,7 @@ async fn trusted_sender_stamps_from_the_future_count_as_now() {
 
 #[tokio::test]
 async fn only_the_xep_0023_x_element_sets_an_expiry() {
-    let server = Server::plain();
+    let server = Server::plain().await;
     let other = stanza(
         "<message xmlns='jabber:client' type='chat'><body>b</body>\
          <other xmlns='jabber:x:expire' seconds='1'/></message>",
@@ -727,4 +792,51 @@ async fn only_the_xep_0023_x_element_sets_an_expiry() {
         .await;
     server.clock.advance_secs(5);
     assert_eq!(server.login("bob@localhost").await.len(), 1);
+}
+
+/// What the module logs while `build` runs, at warning level and above.
+async fn warnings_while_building(backend: &str) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || writer.clone())
+        .finish();
+    let config = OfflineConfig::from_toml_str(&format!(
+        "[general]\nhosts = [\"localhost\"]\n[modules.mod_offline]\nbackend = \"{backend}\"\n\
+         [access]\nmax_user_offline_messages = [{{acl = \"all\", value = 10}}]"
+    ))
+    .unwrap();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    OfflineModule::from_config("localhost", &config)
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+}
+
+#[tokio::test]
+async fn mnesia_in_memory_warns_that_messages_do_not_survive_a_restart() {
+    let mnesia = warnings_while_building("mnesia").await;
+    assert!(
+        mnesia.contains("WARN") && mnesia.contains("will not survive a restart"),
+        "{mnesia}"
+    );
+    let memory = warnings_while_building("memory").await;
+    assert!(
+        memory.is_empty(),
+        "backend = \"memory\" is chosen knowingly: {memory}"
+    );
 }

@@ -18,6 +18,8 @@ use minidom::{Element, Node};
 pub mod ns {
     /// Client stanzas; the default namespace of a stored packet.
     pub const CLIENT: &str = "jabber:client";
+    /// Server-to-server stanzas.
+    pub const SERVER: &str = "jabber:server";
     /// Stanza error conditions (RFC 6120).
     pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
     /// XEP-0203 delayed delivery.

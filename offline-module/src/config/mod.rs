@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{AccessConfig, Domain, MetricNames};
+use offline_core::Domain;
+
+use crate::{AccessConfig, MetricNames};
 use raw::RawConfig;
 
 /// A configuration error, naming the key at fault (empty for a file that is not valid TOML).
@@ -40,13 +42,13 @@ impl ConfigError {
 /// Everything offline storage reads from a MongooseIM configuration file.
 ///
 /// ```
-/// use offline_core::{BackendKind, OfflineConfig, StorageConfig};
+/// use offline_module::{BackendKind, OfflineConfig, StorageConfig};
 ///
 /// let config = OfflineConfig::from_toml_str(r#"
 ///     [general]
 ///       hosts = ["localhost", "example.com"]
 ///     [modules.mod_offline]
-///       backend = "mnesia"
+///       backend = "memory"
 ///       store_groupchat_messages = true
 ///     [access]
 ///       max_user_offline_messages = [{acl = "all", value = 100}]
@@ -57,16 +59,16 @@ impl ConfigError {
 /// let localhost = config.for_host("localhost");
 /// let module = localhost.module.as_ref().expect("mod_offline is configured");
 /// assert_eq!(module.access_max_user_messages.as_str(), "max_user_offline_messages");
-/// assert_eq!(module.backend, BackendKind::Mem);
+/// assert_eq!(module.backend, BackendKind::Memory);
 /// assert!(module.store_groupchat_messages);
-/// assert_eq!(localhost.storage, Some(StorageConfig::Mem));
+/// assert_eq!(localhost.storage, Some(StorageConfig::Memory));
 /// // host_config.modules replaces the top-level modules for example.com.
 /// assert!(config.for_host("example.com").module.is_none());
 /// assert!(config.for_host("example.com").stub);
 ///
 /// let err = OfflineConfig::from_toml_str("[modules.mod_offline]\nbackend = \"frontend\"").unwrap_err();
 /// assert_eq!(err.key, "modules.mod_offline.backend");
-/// # Ok::<(), offline_core::ConfigError>(())
+/// # Ok::<(), offline_module::ConfigError>(())
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct OfflineConfig {
@@ -117,7 +119,7 @@ impl Default for ModuleOptions {
     fn default() -> Self {
         Self {
             access_max_user_messages: RuleName::default(),
-            backend: BackendKind::Mem,
+            backend: BackendKind::Mnesia,
             store_groupchat_messages: false,
             trust_sender_delay: false,
         }
@@ -158,8 +160,13 @@ impl TryFrom<String> for RuleName {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum BackendKind {
-    /// `"mnesia"` (MongooseIM's name) or `"mem"`: in memory, lost on restart.
-    Mem,
+    /// `"mnesia"`, MongooseIM's default: a disc-backed table there, so here the embedded
+    /// persistent backend once it is built in. Until then messages are kept in memory and the
+    /// module warns at start that they do not survive a restart.
+    Mnesia,
+    /// `"memory"`: in memory, lost on restart; for tests, development and servers that accept
+    /// the loss.
+    Memory,
     /// `"rocksdb"`: embedded and persistent.
     RocksDb,
     /// `"rdbms"`: PostgreSQL, MySQL/MariaDB or SQLite.
@@ -167,11 +174,21 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// The name of the backends of this kind ([`OfflineBackend::name`](crate::OfflineBackend::name)):
-    /// `mem`, `rocksdb` or `rdbms`.
-    pub fn name(&self) -> &'static str {
+    /// The option's value as written in the configuration.
+    pub fn as_str(&self) -> &'static str {
         match self {
-            Self::Mem => "mem",
+            Self::Mnesia => "mnesia",
+            Self::Memory => "memory",
+            Self::RocksDb => "rocksdb",
+            Self::Rdbms => "rdbms",
+        }
+    }
+
+    /// The [`name`](offline_core::OfflineBackend::name) of the store that serves this kind:
+    /// `mem`, `rocksdb` or `rdbms`.
+    pub fn store_name(&self) -> &'static str {
+        match self {
+            Self::Mnesia | Self::Memory => "mem",
             Self::RocksDb => "rocksdb",
             Self::Rdbms => "rdbms",
         }
@@ -183,11 +200,12 @@ impl TryFrom<String> for BackendKind {
 
     fn try_from(name: String) -> Result<Self, String> {
         match name.as_str() {
-            "mnesia" | "mem" => Ok(Self::Mem),
+            "mnesia" => Ok(Self::Mnesia),
+            "memory" => Ok(Self::Memory),
             "rocksdb" => Ok(Self::RocksDb),
             "rdbms" => Ok(Self::Rdbms),
             other => Err(format!(
-                "unknown backend `{other}`, expected one of `mnesia`, `mem`, `rocksdb`, `rdbms`"
+                "unknown backend `{other}`, expected one of `mnesia`, `memory`, `rocksdb`, `rdbms`"
             )),
         }
     }
@@ -196,8 +214,9 @@ impl TryFrom<String> for BackendKind {
 /// Where a backend keeps its data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageConfig {
-    /// In memory.
-    Mem,
+    /// In memory (`backend = "memory"`, and `"mnesia"` until the embedded persistent backend
+    /// is built in).
+    Memory,
     /// A RocksDB directory (`modules.mod_offline.rocksdb.path`).
     RocksDb {
         /// The database directory.
@@ -217,15 +236,30 @@ pub enum StorageConfig {
 #[derive(Clone, PartialEq, Eq)]
 pub enum RdbmsConnection {
     /// `modules.mod_offline.rdbms.url`, e.g. `postgres://user@host/db`.
-    Url(String),
+    Url {
+        /// The driver the URL's scheme names.
+        driver: RdbmsDriver,
+        /// The URL, credentials included.
+        url: String,
+    },
     /// MongooseIM's `[outgoing_pools.rdbms.<pool>.connection]` table.
     Fields(RdbmsFields),
+}
+
+impl RdbmsConnection {
+    /// The driver this connection needs.
+    pub fn driver(&self) -> RdbmsDriver {
+        match self {
+            Self::Url { driver, .. } => *driver,
+            Self::Fields(fields) => fields.driver,
+        }
+    }
 }
 
 impl fmt::Debug for RdbmsConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Url(_) => f.write_str("Url(<redacted>)"),
+            Self::Url { driver, .. } => write!(f, "Url({driver:?}, <redacted>)"),
             Self::Fields(fields) => f.debug_tuple("Fields").field(fields).finish(),
         }
     }
@@ -261,14 +295,39 @@ impl fmt::Debug for RdbmsFields {
     }
 }
 
-/// A MongooseIM RDBMS `driver`.
+/// A relational database driver: MongooseIM's `driver` (`pgsql`, `mysql`), or the scheme of
+/// a URL (`postgres://`, `postgresql://`, `mysql://`, `sqlite://`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum RdbmsDriver {
-    /// `"pgsql"`: PostgreSQL.
+    /// PostgreSQL.
     Pgsql,
-    /// `"mysql"`: MySQL or MariaDB.
+    /// MySQL or MariaDB.
     Mysql,
+    /// SQLite (by URL only: MongooseIM has no such driver).
+    Sqlite,
+}
+
+impl RdbmsDriver {
+    /// The driver a URL's scheme names, if any.
+    pub fn of_url(url: &str) -> Option<Self> {
+        let (scheme, _) = url.split_once(':')?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Some(Self::Pgsql),
+            "mysql" | "mariadb" => Some(Self::Mysql),
+            "sqlite" => Some(Self::Sqlite),
+            _ => None,
+        }
+    }
+
+    /// The cargo feature of `offline-module` that builds this driver in.
+    pub fn feature(&self) -> &'static str {
+        match self {
+            Self::Pgsql => "postgres",
+            Self::Mysql => "mysql",
+            Self::Sqlite => "sqlite",
+        }
+    }
 }
 
 impl TryFrom<String> for RdbmsDriver {
