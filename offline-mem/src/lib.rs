@@ -218,6 +218,12 @@ mod tests {
             })
     }
 
+    /// The name metric names and `backend = "memory"` rely on.
+    #[test]
+    fn the_store_is_named_mem() {
+        assert_eq!(MemBackend::default().name(), "mem");
+    }
+
     /// Every removal path takes its messages out of the per-domain time indexes too, so they
     /// do not grow with every message ever stored.
     #[tokio::test]

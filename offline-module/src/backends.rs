@@ -10,7 +10,8 @@ use crate::{ModuleError, StorageConfig};
 ///
 /// Each backend crate is behind a cargo feature of this crate: `mem` (on by default) for
 /// `backend = "memory"` (and `"mnesia"`, until the embedded persistent backend is built in).
-/// A backend whose feature is off is [`ModuleError::BackendNotBuilt`], naming the feature.
+/// A backend whose feature is off is [`ModuleError::BackendNotBuilt`], naming the feature; the
+/// RocksDB and RDBMS backends are [`ModuleError::BackendPlanned`] in this release.
 ///
 /// ```
 /// use offline_module::{StorageConfig, open_backend};
@@ -24,11 +25,11 @@ use crate::{ModuleError, StorageConfig};
 pub async fn open_backend(storage: &StorageConfig) -> Result<Arc<dyn OfflineBackend>, ModuleError> {
     match storage {
         StorageConfig::Memory => memory(),
-        StorageConfig::RocksDb { .. } => Err(ModuleError::BackendNotBuilt {
+        StorageConfig::RocksDb { .. } => Err(ModuleError::BackendPlanned {
             backend: "rocksdb",
             feature: "rocksdb",
         }),
-        StorageConfig::Rdbms { connection, .. } => Err(ModuleError::BackendNotBuilt {
+        StorageConfig::Rdbms { connection, .. } => Err(ModuleError::BackendPlanned {
             backend: "rdbms",
             feature: connection.driver().feature(),
         }),
@@ -54,7 +55,7 @@ mod tests {
     use crate::{RdbmsConnection, RdbmsDriver};
 
     #[tokio::test]
-    async fn a_backend_not_built_in_names_its_feature() {
+    async fn a_planned_backend_names_its_feature() {
         let rdbms = StorageConfig::Rdbms {
             connection: RdbmsConnection::Url {
                 driver: RdbmsDriver::Mysql,
@@ -65,13 +66,14 @@ mod tests {
         let err = open_backend(&rdbms).await.unwrap_err();
         assert_eq!(
             err.to_string(),
-            "backend `rdbms` is not built in: enable the `mysql` feature of offline-module"
+            "backend `rdbms` is not available yet: it is planned as the `mysql` feature of \
+             offline-module"
         );
         let rocksdb = StorageConfig::RocksDb {
             path: "data".into(),
         };
         let err = open_backend(&rocksdb).await.unwrap_err();
-        assert!(err.to_string().contains("`rocksdb` feature"), "{err}");
+        assert!(err.to_string().contains("the `rocksdb` feature"), "{err}");
     }
 
     #[cfg(feature = "mem")]
@@ -83,11 +85,24 @@ mod tests {
 
     #[cfg(not(feature = "mem"))]
     #[tokio::test]
-    async fn memory_without_its_feature_names_it() {
+    async fn memory_without_its_feature_names_it_as_configured() {
         let err = open_backend(&StorageConfig::Memory).await.unwrap_err();
         assert_eq!(
             err.to_string(),
             "backend `memory` is not built in: enable the `mem` feature of offline-module"
+        );
+        let config = crate::OfflineConfig::from_toml_str(
+            "[general]\nhosts = [\"localhost\"]\n[modules.mod_offline]\nbackend = \"mnesia\"",
+        )
+        .unwrap();
+        let err = crate::OfflineModule::from_config("localhost", &config)
+            .unwrap()
+            .build()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "backend `mnesia` is not built in: enable the `mem` feature of offline-module"
         );
     }
 }

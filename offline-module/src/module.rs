@@ -219,7 +219,7 @@ impl OfflineModuleBuilder {
             } => {
                 let (name, backend) = (store.name(), self.options.backend);
                 let built_in = ["mem", "rocksdb", "rdbms"].contains(&name);
-                if built_in && name != backend.store_name() {
+                if built_in && !backend.store_names().contains(&name) {
                     return Err(ConfigError::new(
                         "modules.mod_offline.backend",
                         format!(
@@ -235,23 +235,27 @@ impl OfflineModuleBuilder {
             StoreSource::Configured {
                 storage,
                 given: None,
-            } => {
-                let store = open_backend(&storage).await?;
-                match self.options.backend {
-                    BackendKind::Mnesia if store.name() == "mem" => warn!(
-                        host_type = %self.host_type,
-                        "backend = \"mnesia\" is served in memory until the embedded persistent \
-                         backend is built in: offline messages will not survive a restart"
-                    ),
-                    BackendKind::Memory => info!(
-                        host_type = %self.host_type,
-                        "offline messages are kept in memory and lost on restart"
-                    ),
-                    _ => {}
-                }
-                store
-            }
+            } => open_backend(&storage).await.map_err(|err| match err {
+                // Name the backend as the configuration does (`mnesia` is served in memory).
+                ModuleError::BackendNotBuilt { feature, .. } => ModuleError::BackendNotBuilt {
+                    backend: self.options.backend.as_str(),
+                    feature,
+                },
+                other => other,
+            })?,
         };
+        match (self.options.backend, store.name()) {
+            (BackendKind::Mnesia, "mem") => warn!(
+                host_type = %self.host_type,
+                "backend = \"mnesia\" is served in memory until the embedded persistent backend \
+                 is built in: offline messages will not survive a restart"
+            ),
+            (BackendKind::Memory, _) => info!(
+                host_type = %self.host_type,
+                "offline messages are kept in memory and lost on restart"
+            ),
+            _ => {}
+        }
         let rule = self.options.access_max_user_messages.as_str();
         if !self.access.access.contains_key(rule) {
             warn!(

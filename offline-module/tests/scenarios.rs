@@ -376,12 +376,12 @@ async fn from_config_checks_host_and_backend() {
     assert!(
         matches!(
             err,
-            ModuleError::BackendNotBuilt {
+            ModuleError::BackendPlanned {
                 backend: "rdbms",
                 feature: "postgres"
             }
         ),
-        "the example's pgsql pool needs the postgres feature: {err:?}"
+        "the example's pgsql pool is planned as the postgres feature: {err:?}"
     );
     let err = OfflineModule::from_config("unknown.example", &config).unwrap_err();
     assert_eq!(err.key, "general.hosts");
@@ -794,8 +794,9 @@ async fn only_the_xep_0023_x_element_sets_an_expiry() {
     assert_eq!(server.login("bob@localhost").await.len(), 1);
 }
 
-/// What the module logs while `build` runs, at warning level and above.
-async fn warnings_while_building(backend: &str) -> String {
+/// What the module logs while `build` runs, at warning level and above, for a configuration
+/// naming `backend`, opening its store or given `store`.
+async fn warnings_while_building(backend: &str, store: Option<Arc<MemBackend>>) -> String {
     #[derive(Clone, Default)]
     struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
     impl std::io::Write for Buffer {
@@ -819,22 +820,27 @@ async fn warnings_while_building(backend: &str) -> String {
     ))
     .unwrap();
     let _guard = tracing::subscriber::set_default(subscriber);
-    OfflineModule::from_config("localhost", &config)
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
+    let mut builder = OfflineModule::from_config("localhost", &config).unwrap();
+    if let Some(store) = store {
+        builder = builder.store(store);
+    }
+    builder.build().await.unwrap();
     String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
 }
 
 #[tokio::test]
 async fn mnesia_in_memory_warns_that_messages_do_not_survive_a_restart() {
-    let mnesia = warnings_while_building("mnesia").await;
+    let mnesia = warnings_while_building("mnesia", None).await;
     assert!(
         mnesia.contains("WARN") && mnesia.contains("will not survive a restart"),
         "{mnesia}"
     );
-    let memory = warnings_while_building("memory").await;
+    let given = warnings_while_building("mnesia", Some(Arc::new(MemBackend::new()))).await;
+    assert!(
+        given.contains("will not survive a restart"),
+        "an in-memory store given for mnesia warns too: {given}"
+    );
+    let memory = warnings_while_building("memory", None).await;
     assert!(
         memory.is_empty(),
         "backend = \"memory\" is chosen knowingly: {memory}"

@@ -250,7 +250,8 @@ impl fmt::Debug for Op {
 pub enum Outcome {
     /// A write's report, or how it was refused.
     Written(Result<WriteReport, Refusal>),
-    /// Messages, and whether their `seq`s increased.
+    /// Messages, and whether their `seq`s increased (and, for a paged fetch, every page kept
+    /// to its limit).
     Messages(Vec<NewMessage>, bool),
     /// Queue statistics.
     Stats(QueueStats),
@@ -334,24 +335,25 @@ async fn execute<B: OfflineBackend + ?Sized>(
                 other => Refusal::Other(other.to_string()),
             }))
         }
-        Op::Pop { user } => messages(store.pop_messages(&names.users[user], t).await?),
+        Op::Pop { user } => messages(store.pop_messages(&names.users[user], t).await?, true),
         Op::Fetch { user, page } => {
-            let (mut all, mut after) = (Vec::new(), None);
+            let (mut all, mut after, mut within_limit) = (Vec::new(), None, true);
             loop {
                 let fetched = store
                     .fetch_messages(&names.users[user], after, Some(page), t)
                     .await?;
+                within_limit &= fetched.len() <= page;
                 let advanced = match (after, fetched.first()) {
                     (Some(after), Some(first)) => first.seq > after,
                     _ => true,
                 };
-                let last_page = fetched.len() < page || !advanced;
+                // A page over its limit or not past its cursor ends the walk; the outcome then
+                // differs from the model's.
+                let last_page = fetched.len() < page || !advanced || !within_limit;
                 after = fetched.last().map(|s| s.seq);
                 all.extend(fetched);
                 if last_page {
-                    // A page that did not move past its cursor breaks the order `messages`
-                    // checks, so the outcome differs from the model's.
-                    break messages(all);
+                    break messages(all, within_limit);
                 }
             }
         }
@@ -391,9 +393,13 @@ async fn execute<B: OfflineBackend + ?Sized>(
     })
 }
 
-fn messages(stored: Vec<StoredMessage>) -> Outcome {
+/// Messages as an outcome: well formed if `pages_ok` and their seqs increase.
+fn messages(stored: Vec<StoredMessage>, pages_ok: bool) -> Outcome {
     let increasing = stored.windows(2).all(|w| w[0].seq < w[1].seq);
-    Outcome::Messages(stored.into_iter().map(|s| s.message).collect(), increasing)
+    Outcome::Messages(
+        stored.into_iter().map(|s| s.message).collect(),
+        pages_ok && increasing,
+    )
 }
 
 /// Pages through `list_users`; on a shared store, from the start of the namespace to its end.

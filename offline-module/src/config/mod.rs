@@ -184,13 +184,15 @@ impl BackendKind {
         }
     }
 
-    /// The [`name`](offline_core::OfflineBackend::name) of the store that serves this kind:
-    /// `mem`, `rocksdb` or `rdbms`.
-    pub fn store_name(&self) -> &'static str {
+    /// The [`name`](offline_core::OfflineBackend::name)s of the stores that may serve this
+    /// kind: `mnesia` is served by the embedded persistent store, or in memory while that is
+    /// not built in.
+    pub fn store_names(&self) -> &'static [&'static str] {
         match self {
-            Self::Mnesia | Self::Memory => "mem",
-            Self::RocksDb => "rocksdb",
-            Self::Rdbms => "rdbms",
+            Self::Mnesia => &["rocksdb", "mem"],
+            Self::Memory => &["mem"],
+            Self::RocksDb => &["rocksdb"],
+            Self::Rdbms => &["rdbms"],
         }
     }
 }

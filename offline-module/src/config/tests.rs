@@ -13,7 +13,7 @@ fn defaults_are_mongooseims() {
     assert_eq!(config.global.storage, Some(StorageConfig::Memory));
     let module = config.global.module.unwrap();
     assert_eq!(module.backend, BackendKind::Mnesia);
-    assert_eq!(module.backend.store_name(), "mem");
+    assert_eq!(module.backend.store_names(), ["rocksdb", "mem"]);
     assert!(!config.global.stub);
     assert_eq!(config.metric_names, MetricNames::Prometheus);
     let absent = OfflineConfig::from_toml_str("").unwrap();
@@ -327,13 +327,23 @@ fn host_config_pools_replace_the_top_level_pool() {
 
 #[test]
 fn backend_names_map_to_stores() {
-    for (written, kind, store, storage) in [
-        ("mnesia", BackendKind::Mnesia, "mem", StorageConfig::Memory),
-        ("memory", BackendKind::Memory, "mem", StorageConfig::Memory),
+    for (written, kind, stores, storage) in [
+        (
+            "mnesia",
+            BackendKind::Mnesia,
+            &["rocksdb", "mem"][..],
+            StorageConfig::Memory,
+        ),
+        (
+            "memory",
+            BackendKind::Memory,
+            &["mem"],
+            StorageConfig::Memory,
+        ),
         (
             "rocksdb\"\nrocksdb.path = \"data",
             BackendKind::RocksDb,
-            "rocksdb",
+            &["rocksdb"],
             StorageConfig::RocksDb {
                 path: "data".into(),
             },
@@ -342,7 +352,10 @@ fn backend_names_map_to_stores() {
         let text = format!("[modules.mod_offline]\nbackend = \"{written}\"");
         let config = OfflineConfig::from_toml_str(&text).unwrap();
         let module = config.global.module.unwrap();
-        assert_eq!((module.backend, module.backend.store_name()), (kind, store));
+        assert_eq!(
+            (module.backend, module.backend.store_names()),
+            (kind, stores)
+        );
         assert_eq!(config.global.storage, Some(storage), "{text}");
     }
 }

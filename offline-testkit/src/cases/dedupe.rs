@@ -126,7 +126,11 @@ pub async fn dedupe_key_is_free_after_delivery<S: OfflineBackend>(fx: &mut Fixtu
         "a key is free again after its message was popped"
     );
     let seqs = held_seqs(store, &juliet).await;
-    assert_eq!(store.remove_messages(&juliet, &seqs).await.unwrap(), 1);
+    assert_eq!(
+        store.remove_messages(&juliet, &seqs).await.unwrap(),
+        1,
+        "the message holding the key is removed by its seq"
+    );
     assert_eq!(
         write(store, &juliet, vec![message]).await.stored,
         1,

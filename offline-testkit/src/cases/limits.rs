@@ -2,8 +2,8 @@
 //! databases choke on.
 
 use offline_core::{
-    MAX_ADDRESS_BYTES, MAX_DEDUPE_KEY_BYTES, MAX_LOCALPART_BYTES, MAX_PACKET_BYTES, NewMessage,
-    OfflineBackend, OfflineError, QueueStats, Quota,
+    Domain, MAX_ADDRESS_BYTES, MAX_DEDUPE_KEY_BYTES, MAX_LOCALPART_BYTES, MAX_PACKET_BYTES,
+    NewMessage, OfflineBackend, OfflineError, QueueStats, Quota,
 };
 
 use super::{T0, assert_seq_increasing, chat, chats, count, held, new_packets, packets, write};
@@ -11,6 +11,25 @@ use crate::Fixture;
 
 /// The longest ASCII domain a JID may have, in bytes.
 const MAX_ASCII_DOMAIN_BYTES: usize = 253;
+
+/// The longest domain in bytes after `namespace`: four labels of as many four-byte characters
+/// as their ASCII (punycode) form allows, about 900 bytes of UTF-8.
+fn longest_domain(namespace: &str) -> String {
+    let label = |n: usize| "𠀀".repeat(n);
+    let mut labels: Vec<String> = Vec::new();
+    for _ in 0..4 {
+        let fits = |n: usize| {
+            let mut candidate = labels.clone();
+            candidate.push(label(n));
+            Domain::new(&format!("{namespace}{}", candidate.join("."))).is_ok()
+        };
+        match (1..64).filter(|&n| fits(n)).max() {
+            Some(longest) => labels.push(label(longest)),
+            None => break,
+        }
+    }
+    labels.join(".")
+}
 
 /// `text` repeated, then padded with `pad`, to exactly `len` bytes.
 fn exactly(len: usize, text: &str, pad: char) -> String {
@@ -21,28 +40,23 @@ fn exactly(len: usize, text: &str, pad: char) -> String {
     out
 }
 
-/// A user with the longest localpart (multi-byte characters) at the longest domain, and
+/// A user with the longest localpart (multi-byte characters) at the longest domain (multi-byte
+/// too, far beyond 253 bytes), and
 /// messages with the longest `from`, `to`, dedupe key and packet, all come back byte for byte.
 pub async fn every_length_limit_round_trips_at_its_maximum<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
-    // Labels of 62 letters (63 bytes with their dot), the last one filling up to exactly 253
-    // bytes with the case's namespace and `.example`.
-    let room = MAX_ASCII_DOMAIN_BYTES - fx.namespace().len() - ".example".len();
-    let (chunks, rest) = match room % 63 {
-        0 => (room / 63 - 1, 63),
-        rest => (room / 63, rest),
-    };
-    let label = format!("{}.", "d".repeat(62));
-    let name = format!("{}{}.example", label.repeat(chunks), "e".repeat(rest));
-    let domain = fx.domain(&name);
-    assert_eq!(
-        domain.as_str().len(),
-        MAX_ASCII_DOMAIN_BYTES,
-        "the test builds a domain of the longest length"
+    let domain = fx.domain(&longest_domain(fx.namespace()));
+    assert!(
+        domain.as_str().len() > MAX_ASCII_DOMAIN_BYTES,
+        "the test builds a Unicode domain longer than any ASCII one"
     );
     let local = exactly(MAX_LOCALPART_BYTES, "ä", 'a');
     let user = fx.user_at(&local, &domain);
-    assert_eq!(user.user().len(), MAX_LOCALPART_BYTES);
+    assert_eq!(
+        user.user().len(),
+        MAX_LOCALPART_BYTES,
+        "the test builds a localpart of the longest length"
+    );
     let unit = "ab€🎉";
     let frame = "<message><body></body></message>";
     let body = exactly(MAX_PACKET_BYTES - frame.len(), unit, ' ');
@@ -53,7 +67,11 @@ pub async fn every_length_limit_round_trips_at_its_maximum<S: OfflineBackend>(fx
         ..chat(&user, 0)
     }
     .dedupe_key(exactly(MAX_DEDUPE_KEY_BYTES, "kéy ", '!'));
-    assert_eq!(longest.packet.len(), MAX_PACKET_BYTES);
+    assert_eq!(
+        longest.packet.len(),
+        MAX_PACKET_BYTES,
+        "the test builds a packet of the longest length"
+    );
     write(store, &user, vec![longest.clone(), chat(&user, 1)]).await;
     let listed = store.list_users(Some(&domain), None, 10).await.unwrap();
     assert_eq!(
@@ -174,7 +192,7 @@ pub async fn batch_of_twenty_mebibytes_is_stored_whole<S: OfflineBackend>(fx: &m
         })
         .collect();
     let total: u64 = batch.iter().map(NewMessage::size).sum();
-    assert_eq!(total, 20 << 20);
+    assert_eq!(total, 20 << 20, "the test builds a batch of 20 MiB");
     write(store, &juliet, batch.clone()).await;
     assert_eq!(
         store.count_messages(&juliet).await.unwrap(),

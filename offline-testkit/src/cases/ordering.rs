@@ -107,7 +107,8 @@ pub async fn pop_takes_the_whole_queue<S: OfflineBackend>(fx: &mut Fixture<S>) {
             .fetch_messages(&juliet, None, None, T0)
             .await
             .unwrap()
-            .is_empty()
+            .is_empty(),
+        "a pop leaves nothing to fetch"
     );
     assert!(
         store.pop_messages(&juliet, T0).await.unwrap().is_empty(),

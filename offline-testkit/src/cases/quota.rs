@@ -67,7 +67,7 @@ pub async fn quota_refuses_the_whole_batch<S: OfflineBackend>(fx: &mut Fixture<S
         .await;
     assert!(
         matches!(refused, Err(OfflineError::QuotaExceeded { .. })),
-        "{refused:?}"
+        "3 held + 3 incoming is over 5: {refused:?}"
     );
     let popped = store.pop_messages(&juliet, T0).await.unwrap();
     assert_eq!(
@@ -85,7 +85,7 @@ pub async fn byte_quota_refuses_the_whole_batch<S: OfflineBackend>(fx: &mut Fixt
         packet: format!("<m n='{n}'>{}</m>", "x".repeat(len - 13)),
         ..chat(&juliet, n)
     };
-    assert_eq!(sized(0, 40).size(), 40);
+    assert_eq!(sized(0, 40).size(), 40, "the test's own 40-byte message");
     let quota = Quota::UNLIMITED.with_max_bytes(100);
     store
         .write_messages(&juliet, vec![sized(0, 40), sized(1, 40)], quota, T0)
@@ -120,7 +120,10 @@ pub async fn byte_quota_counts_utf8_bytes<S: OfflineBackend>(fx: &mut Fixture<S>
     let juliet = fx.user("juliet");
     let packet = "<message><body>żółć 🎉</body></message>".to_owned();
     let bytes = packet.len() as u64;
-    assert!(bytes > packet.chars().count() as u64);
+    assert!(
+        bytes > packet.chars().count() as u64,
+        "the test's packet has multi-byte characters"
+    );
     let message = NewMessage {
         packet,
         ..chat(&juliet, 0)
@@ -131,7 +134,8 @@ pub async fn byte_quota_counts_utf8_bytes<S: OfflineBackend>(fx: &mut Fixture<S>
         .await;
     assert!(
         matches!(refused, Err(OfflineError::QuotaExceeded { .. })),
-        "{refused:?}"
+        "a packet of {bytes} UTF-8 bytes is over a limit of {}: {refused:?}",
+        bytes - 1
     );
     let exact = Quota::UNLIMITED.with_max_bytes(bytes);
     store

@@ -1,21 +1,21 @@
 //! Concurrency: the quota under many writers, dedupe under racing writers, pops and paged
 //! reads racing writes, purges racing writes, and writes abandoned half-way.
 //!
-//! A race shows a bug only when the scheduler happens to interleave the racers badly, so each
-//! case runs [`ROUNDS`] rounds on fresh users. The helpers take several store instances and
-//! spread the racers over them: the peer cases reuse them with two nodes.
+//! A race shows a bug only when the racers really run at once, so racers run on OS threads of
+//! their own released together (not as tasks, which a busy scheduler runs one after another),
+//! and each case runs [`ROUNDS`] rounds on fresh users. The helpers take several store
+//! instances and spread the racers over them: the peer cases reuse them with two nodes.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use offline_core::{
     Domain, NewMessage, OfflineBackend, OfflineError, QueueStats, Quota, Result, StoredMessage,
     UserKey, WriteReport,
 };
-use tokio::sync::Barrier;
-use tokio::task::JoinSet;
 
 use super::{DAY, SECOND, T0, assert_seq_increasing, chat, chats, count, new_packets, packets};
 use crate::Fixture;
@@ -25,7 +25,36 @@ pub(crate) const ROUNDS: usize = 8;
 /// Concurrent writers in the quota and dedupe races.
 const WRITERS: usize = 16;
 
-/// Runs `WRITERS` tasks that start together, task `w` on `stores[w % stores.len()]`, writing
+/// Runs `racer(0)`, `racer(1)`, ... `racer(racers - 1)` at once, each on an OS thread of its
+/// own, all released at the same instant; returns their outputs in order.
+pub(crate) async fn on_threads<T, Fut>(racers: usize, racer: impl Fn(usize) -> Fut) -> Vec<T>
+where
+    T: Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
+    let start = Arc::new(std::sync::Barrier::new(racers));
+    let threads: Vec<_> = (0..racers)
+        .map(|i| {
+            let (future, runtime, start) = (racer(i), runtime.clone(), Arc::clone(&start));
+            tokio::task::spawn_blocking(move || {
+                start.wait();
+                runtime.block_on(future)
+            })
+        })
+        .collect();
+    let mut outputs = Vec::with_capacity(racers);
+    for thread in threads {
+        outputs.push(
+            thread
+                .await
+                .unwrap_or_else(|e| panic!("a racer panicked: {e}")),
+        );
+    }
+    outputs
+}
+
+/// Runs `WRITERS` racers ([`on_threads`]), racer `w` on `stores[w % stores.len()]`, writing
 /// `batches(w)` to `user` one batch at a time. Returns every write's result.
 pub(crate) async fn race_writers<S: OfflineBackend>(
     stores: &[Arc<S>],
@@ -33,21 +62,19 @@ pub(crate) async fn race_writers<S: OfflineBackend>(
     quota: Quota,
     batches: impl Fn(usize) -> Vec<Vec<NewMessage>>,
 ) -> Vec<Result<WriteReport>> {
-    let start = Arc::new(Barrier::new(WRITERS));
-    let mut tasks = JoinSet::new();
-    for writer in 0..WRITERS {
+    let results = on_threads(WRITERS, |writer| {
         let store = Arc::clone(&stores[writer % stores.len()]);
-        let (user, start, batches) = (user.clone(), Arc::clone(&start), batches(writer));
-        tasks.spawn(async move {
-            start.wait().await;
+        let (user, batches) = (user.clone(), batches(writer));
+        async move {
             let mut results = Vec::new();
             for batch in batches {
                 results.push(store.write_messages(&user, batch, quota, T0).await);
             }
             results
-        });
-    }
-    tasks.join_all().await.into_iter().flatten().collect()
+        }
+    })
+    .await;
+    results.into_iter().flatten().collect()
 }
 
 /// Checks that every failure is `QuotaExceeded` and returns how many writes succeeded.
@@ -156,23 +183,19 @@ pub async fn concurrent_writes_of_one_key_store_it_once<S: OfflineBackend>(fx: &
 
 /// Concurrent writers to different users lose nothing and mix nothing up.
 pub async fn concurrent_writers_to_many_users_lose_nothing<S: OfflineBackend>(fx: &mut Fixture<S>) {
-    let start = Arc::new(Barrier::new(WRITERS));
-    let mut tasks = JoinSet::new();
     let users: Vec<UserKey> = (0..WRITERS).map(|w| fx.user(&format!("user{w}"))).collect();
-    for user in &users {
-        let (store, user, start) = (fx.shared_store(), user.clone(), Arc::clone(&start));
-        tasks.spawn(async move {
-            start.wait().await;
+    on_threads(WRITERS, |w| {
+        let (store, user) = (fx.shared_store(), users[w].clone());
+        async move {
             for n in 0..50 {
-                let batch = vec![chat(&user, n)];
                 store
-                    .write_messages(&user, batch, Quota::UNLIMITED, T0)
+                    .write_messages(&user, vec![chat(&user, n)], Quota::UNLIMITED, T0)
                     .await
-                    .unwrap();
+                    .unwrap_or_else(|e| panic!("a racing write to {user}: {e}"));
             }
-        });
-    }
-    tasks.join_all().await;
+        }
+    })
+    .await;
     for user in &users {
         let popped = fx.store().pop_messages(user, T0).await.unwrap();
         assert_eq!(
@@ -193,62 +216,64 @@ fn racing_messages(user: &UserKey) -> Vec<NewMessage> {
     chats(user, 0..POP_RACE_WRITERS * PER_WRITER)
 }
 
-/// Spawns [`POP_RACE_WRITERS`] tasks, writer `i` on `stores[i % stores.len()]`, that wait at
-/// `start`, then write their share of [`racing_messages`] one message at a time.
-fn spawn_racing_writers<S: OfflineBackend>(
-    stores: &[Arc<S>],
-    user: &UserKey,
-    start: &Arc<Barrier>,
-) -> JoinSet<()> {
-    let mut writers = JoinSet::new();
-    for (i, mine) in racing_messages(user).chunks(PER_WRITER).enumerate() {
-        let store = Arc::clone(&stores[i % stores.len()]);
-        let (user, start, mine) = (user.clone(), Arc::clone(start), mine.to_vec());
-        writers.spawn(async move {
-            start.wait().await;
-            for message in mine {
-                store
-                    .write_messages(&user, vec![message], Quota::UNLIMITED, T0)
-                    .await
-                    .unwrap_or_else(|e| panic!("a racing write to {user}: {e}"));
-                tokio::task::yield_now().await;
-            }
-        });
+/// Writes a writer's share of [`racing_messages`] one message at a time; the last writer to
+/// finish sets `remaining` to zero.
+async fn write_share<S: OfflineBackend>(
+    store: Arc<S>,
+    user: UserKey,
+    share: Vec<NewMessage>,
+    remaining: Arc<AtomicUsize>,
+) {
+    for message in share {
+        store
+            .write_messages(&user, vec![message], Quota::UNLIMITED, T0)
+            .await
+            .unwrap_or_else(|e| panic!("a racing write to {user}: {e}"));
     }
-    writers
+    remaining.fetch_sub(1, Ordering::AcqRel);
 }
 
-/// [`POP_RACE_WRITERS`] writers write [`racing_messages`] one by one while `poppers` tasks pop
-/// in a loop, writer and popper `i` on `stores[i % stores.len()]`; a last pop follows. Returns
-/// every pop, in the order each popper made them (the last pop as a popper of its own).
+/// The share of [`racing_messages`] of writer `i`.
+fn share(user: &UserKey, i: usize) -> Vec<NewMessage> {
+    racing_messages(user)[i * PER_WRITER..(i + 1) * PER_WRITER].to_vec()
+}
+
+/// [`POP_RACE_WRITERS`] writers write [`racing_messages`] one by one while `poppers` pop in a
+/// loop until the writers are done, all of them racers ([`on_threads`]), racer `i` on
+/// `stores[i % stores.len()]`; a last pop follows. Returns every pop, in the order each popper
+/// made them (the last pop as a popper of its own).
 async fn race_pops<S: OfflineBackend>(
     stores: &[Arc<S>],
     user: &UserKey,
     poppers: usize,
 ) -> Vec<Vec<Vec<StoredMessage>>> {
-    let writing = Arc::new(AtomicBool::new(true));
-    let start = Arc::new(Barrier::new(POP_RACE_WRITERS + poppers));
-    let writers = spawn_racing_writers(stores, user, &start);
-    let mut readers = JoinSet::new();
-    for i in 0..poppers {
-        let store = Arc::clone(&stores[(i + 1) % stores.len()]);
-        let (user, start, writing) = (user.clone(), Arc::clone(&start), Arc::clone(&writing));
-        readers.spawn(async move {
-            start.wait().await;
+    let remaining = Arc::new(AtomicUsize::new(POP_RACE_WRITERS));
+    let mut delivered = on_threads(POP_RACE_WRITERS + poppers, |i| {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        let (user, remaining) = (user.clone(), Arc::clone(&remaining));
+        let share = (i < POP_RACE_WRITERS).then(|| share(&user, i));
+        async move {
             let mut pops = Vec::new();
-            while writing.load(Ordering::Acquire) {
-                let pop = store.pop_messages(&user, T0).await.unwrap();
-                if !pop.is_empty() {
-                    pops.push(pop);
-                }
-                tokio::task::yield_now().await;
+            match share {
+                Some(share) => write_share(store, user, share, remaining).await,
+                None => loop {
+                    let done = remaining.load(Ordering::Acquire) == 0;
+                    let pop = store
+                        .pop_messages(&user, T0)
+                        .await
+                        .unwrap_or_else(|e| panic!("a racing pop of {user}: {e}"));
+                    if !pop.is_empty() {
+                        pops.push(pop);
+                    }
+                    if done {
+                        break;
+                    }
+                },
             }
             pops
-        });
-    }
-    writers.join_all().await;
-    writing.store(false, Ordering::Release);
-    let mut delivered = readers.join_all().await;
+        }
+    })
+    .await;
     delivered.push(vec![stores[0].pop_messages(user, T0).await.unwrap()]);
     delivered
 }
@@ -314,14 +339,15 @@ fn assert_each_writer_in_order(user: &UserKey, delivered: &[String], round: usiz
         assert_eq!(
             n, next[writer],
             "round {round}: writer {writer}'s message {n} came when {} was due: \
-             out of order, repeated or one skipped",
+             messages out of order, repeated or skipped",
             next[writer]
         );
         next[writer] += 1;
     }
     assert_eq!(
         next, [PER_WRITER; POP_RACE_WRITERS],
-        "round {round}: messages of each writer were lost"
+        "round {round}: messages written by each writer, and how many were seen: \
+         messages skipped at the end"
     );
 }
 
@@ -334,43 +360,42 @@ pub(crate) async fn paging_race_misses_nothing<S: OfflineBackend>(
 ) {
     for round in 0..ROUNDS {
         let juliet = fx.user(&format!("juliet{round}"));
-        let writing = Arc::new(AtomicBool::new(true));
-        let start = Arc::new(Barrier::new(POP_RACE_WRITERS + 1));
-        let writers = spawn_racing_writers(stores, &juliet, &start);
-        let reader = {
-            let (store, user) = (fx.shared_store(), juliet.clone());
-            let (start, writing) = (Arc::clone(&start), Arc::clone(&writing));
-            tokio::spawn(async move {
-                start.wait().await;
+        let remaining = Arc::new(AtomicUsize::new(POP_RACE_WRITERS));
+        let seen = on_threads(POP_RACE_WRITERS + 1, |i| {
+            let store = Arc::clone(&stores[i % stores.len()]);
+            let (user, remaining) = (juliet.clone(), Arc::clone(&remaining));
+            let share = (i < POP_RACE_WRITERS).then(|| share(&user, i));
+            async move {
                 let (mut seen, mut after) = (Vec::new(), None);
-                loop {
-                    let done = !writing.load(Ordering::Acquire);
-                    let page = store
-                        .fetch_messages(&user, after, Some(7), T0)
-                        .await
-                        .unwrap();
-                    if let (Some(after), Some(first)) = (after, page.first()) {
-                        assert!(
-                            first.seq > after,
-                            "a page after seq {after} began at {}",
-                            first.seq
-                        );
+                let Some(share) = share else {
+                    loop {
+                        let done = remaining.load(Ordering::Acquire) == 0;
+                        let page = store
+                            .fetch_messages(&user, after, Some(7), T0)
+                            .await
+                            .unwrap_or_else(|e| panic!("a racing fetch of {user}: {e}"));
+                        if let (Some(after), Some(first)) = (after, page.first()) {
+                            assert!(
+                                first.seq > after,
+                                "a page after seq {after} began at {}",
+                                first.seq
+                            );
+                        }
+                        assert_seq_increasing(&page);
+                        after = page.last().map(|s| s.seq).or(after);
+                        let drained = page.is_empty();
+                        seen.extend(packets(&page));
+                        if done && drained {
+                            return seen;
+                        }
                     }
-                    assert_seq_increasing(&page);
-                    after = page.last().map(|s| s.seq).or(after);
-                    let drained = page.is_empty();
-                    seen.extend(packets(&page));
-                    if done && drained {
-                        return seen;
-                    }
-                    tokio::task::yield_now().await;
-                }
-            })
-        };
-        writers.join_all().await;
-        writing.store(false, Ordering::Release);
-        let seen = reader.await.unwrap();
-        assert_each_writer_in_order(&juliet, &seen, round);
+                };
+                write_share(store, user, share, remaining).await;
+                seen
+            }
+        })
+        .await;
+        assert_each_writer_in_order(&juliet, &seen.concat(), round);
     }
 }
 
@@ -390,45 +415,42 @@ pub async fn writes_racing_purges_keep_count_and_fetch_agreeing<S: OfflineBacken
     super::write(fx.store(), &neighbour, chats(&neighbour, 0..3)).await;
     for round in 0..ROUNDS {
         let users: Vec<UserKey> = (0..4).map(|u| fx.user(&format!("u{round}x{u}"))).collect();
-        let mut tasks = JoinSet::new();
-        for (u, user) in users.iter().enumerate() {
-            let (store, user) = (fx.shared_store(), user.clone());
-            tasks.spawn(async move {
-                for n in 0..40 {
-                    // Old and young, lapsing and lasting messages, so every purge finds some.
-                    let mut message = NewMessage {
-                        timestamp: T0 - DAY * (n as i64 % 3),
-                        ..chat(&user, n)
-                    };
-                    if (n + u) % 2 == 0 {
-                        message = message.expires_at(T0 + SECOND * (n as i64 % 4));
+        // Racers 0 to 3 write to one user each; racer 4 purges.
+        on_threads(users.len() + 1, |racer| {
+            let (store, domain) = (fx.shared_store(), domain.clone());
+            let (user, victim) = (users.get(racer).cloned(), users[3].clone());
+            async move {
+                match user {
+                    Some(user) => {
+                        for n in 0..40 {
+                            // Old and young, lapsing and lasting messages: every purge finds some.
+                            let mut message = NewMessage {
+                                timestamp: T0 - DAY * (n as i64 % 3),
+                                ..chat(&user, n)
+                            };
+                            if (n + racer) % 2 == 0 {
+                                message = message.expires_at(T0 + SECOND * (n as i64 % 4));
+                            }
+                            store
+                                .write_messages(&user, vec![message], Quota::UNLIMITED, T0)
+                                .await
+                                .unwrap_or_else(|e| panic!("a write racing purges: {e}"));
+                        }
                     }
-                    store
-                        .write_messages(&user, vec![message], Quota::UNLIMITED, T0)
-                        .await
-                        .unwrap();
-                    tokio::task::yield_now().await;
-                }
-            });
-        }
-        let purger = {
-            let (store, domain, victim) = (fx.shared_store(), domain.clone(), users[3].clone());
-            tokio::spawn(async move {
-                for n in 0..20 {
-                    store.remove_old_messages(&domain, T0 - DAY).await.unwrap();
-                    store
-                        .remove_expired_messages(&domain, T0 + SECOND * (n % 4))
-                        .await
-                        .unwrap();
-                    if n % 5 == 0 {
-                        store.remove_user(&victim).await.unwrap();
+                    None => {
+                        for n in 0..20 {
+                            store.remove_old_messages(&domain, T0 - DAY).await.unwrap();
+                            let now = T0 + SECOND * (n % 4);
+                            store.remove_expired_messages(&domain, now).await.unwrap();
+                            if n % 5 == 0 {
+                                store.remove_user(&victim).await.unwrap();
+                            }
+                        }
                     }
-                    tokio::task::yield_now().await;
                 }
-            })
-        };
-        tasks.join_all().await;
-        purger.await.unwrap();
+            }
+        })
+        .await;
         check_counts_agree(fx, &domain, &users, round).await;
     }
     assert_eq!(
@@ -477,13 +499,15 @@ async fn check_counts_agree<S: OfflineBackend>(
     );
 }
 
-/// A write whose future is dropped before it completes leaves all or nothing of its batch;
-/// retrying it with the same dedupe keys then stores the batch exactly once.
+/// A write whose future is dropped before it completes leaves all or nothing of its batch (of
+/// 50 messages, or of 10,000, which a backend might split into several statements); retrying
+/// it with the same dedupe keys then stores the batch exactly once, without hanging.
 pub async fn dropped_write_leaves_all_or_nothing<S: OfflineBackend>(fx: &mut Fixture<S>) {
-    const BATCH: usize = 50;
+    const RETRY_LIMIT: Duration = Duration::from_secs(60);
     for round in 0..ROUNDS {
         let juliet = fx.user(&format!("juliet{round}"));
-        let batch: Vec<NewMessage> = chats(&juliet, 0..BATCH)
+        let size = if round % 4 == 3 { 10_000 } else { 50 };
+        let batch: Vec<NewMessage> = chats(&juliet, 0..size)
             .into_iter()
             .enumerate()
             .map(|(n, m)| m.dedupe_key(format!("{round}-{n}")))
@@ -491,25 +515,37 @@ pub async fn dropped_write_leaves_all_or_nothing<S: OfflineBackend>(fx: &mut Fix
         let abandoned = fx
             .store()
             .write_messages(&juliet, batch.clone(), Quota::UNLIMITED, T0);
-        // Polled once, or for a few microseconds more each round, then dropped.
-        let patience = Duration::from_micros(25 * round as u64);
+        // Polled once, or for a little longer each round, then dropped.
+        let patience = Duration::from_micros(25 * (round * round) as u64);
         let _ = tokio::time::timeout(patience, abandoned).await;
         let held = count(fx.store(), &juliet).await;
         assert!(
-            held == 0 || held == BATCH as u64,
-            "round {round}: a dropped write left {held} of its {BATCH} messages"
+            held == 0 || held == size as u64,
+            "round {round}: a dropped write left {held} of its {size} messages"
         );
-        let retry = super::write(fx.store(), &juliet, batch.clone()).await;
+        let retry = fx
+            .store()
+            .write_messages(&juliet, batch.clone(), Quota::UNLIMITED, T0);
+        let retry = tokio::time::timeout(RETRY_LIMIT, retry)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "round {round}: the retry of a dropped write did not finish in {RETRY_LIMIT:?}: \
+                     the dropped write left a lock or a transaction behind"
+                )
+            })
+            .unwrap_or_else(|e| panic!("round {round}: the retry of a dropped write: {e}"));
         assert_eq!(
             retry.stored + retry.duplicates,
-            BATCH as u64,
+            size as u64,
             "round {round}: the retry stores or skips each message"
         );
         let popped = fx.store().pop_messages(&juliet, T0).await.unwrap();
-        assert_eq!(
-            packets(&popped),
-            new_packets(&batch),
-            "round {round}: after the retry the batch is held exactly once, in order"
+        assert!(
+            packets(&popped) == new_packets(&batch),
+            "round {round}: after the retry the batch must be held exactly once, in order \
+             ({} held of {size})",
+            popped.len()
         );
     }
 }

@@ -82,7 +82,8 @@ pub async fn seq_keeps_increasing_after_the_store_empties_and_reopens<S: Offline
     fx.store().pop_messages(&juliet, T0).await.unwrap();
     assert_eq!(
         fx.store().count_messages(&juliet).await.unwrap(),
-        QueueStats::default()
+        QueueStats::default(),
+        "the pop empties the queue, and so the store"
     );
     fx.reopen().await;
     assert_eq!(
