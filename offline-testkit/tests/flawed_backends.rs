@@ -36,6 +36,9 @@ enum Flaw {
     /// A write takes its seqs, then inserts in a later step, without serialising writers of
     /// one user: messages become visible out of seq order (SQL sequences committed late).
     SeqsVisibleOutOfOrder,
+    /// A write inserts its batch in two steps with an await between (two auto-committed
+    /// statements): a write dropped in between leaves half its batch.
+    BatchSplitAcrossAwait,
 }
 
 /// How seqs are numbered: both are correct.
@@ -64,6 +67,12 @@ struct PlainMap {
     instance: tokio::sync::Mutex<()>,
     numbering: Numbering,
     flaw: Flaw,
+}
+
+/// The time a database takes to answer one statement, between the two steps of a flawed
+/// operation.
+async fn round_trip() {
+    tokio::time::sleep(std::time::Duration::from_micros(100)).await;
 }
 
 /// How a folding collation sees a string: lower case, accents and trailing spaces dropped.
@@ -215,7 +224,7 @@ impl OfflineBackend for PlainMap {
             Flaw::LockPerInstance => {
                 let _instance = self.instance.lock().await;
                 self.prepare(&mut self.data.lock(), user, &mut batch, quota, now)?;
-                tokio::task::yield_now().await;
+                round_trip().await;
                 let mut data = self.data.lock();
                 let (messages, report) = batch.into_parts();
                 let first = self.take_seqs(&mut data, user, messages.len());
@@ -228,9 +237,24 @@ impl OfflineBackend for PlainMap {
                     self.prepare(&mut data, user, &mut batch, quota, now)?;
                     self.take_seqs(&mut data, user, batch.messages().len())
                 };
-                tokio::task::yield_now().await;
+                round_trip().await;
                 let (messages, report) = batch.into_parts();
                 self.insert(&mut self.data.lock(), user, first, messages);
+                Ok(report)
+            }
+            Flaw::BatchSplitAcrossAwait => {
+                let (mut first_half, report, first) = {
+                    let mut data = self.data.lock();
+                    self.prepare(&mut data, user, &mut batch, quota, now)?;
+                    let (messages, report) = batch.into_parts();
+                    let first = self.take_seqs(&mut data, user, messages.len());
+                    (messages, report, first)
+                };
+                let second_half = first_half.split_off(first_half.len() / 2);
+                let half = first_half.len() as u64;
+                self.insert(&mut self.data.lock(), user, first, first_half);
+                round_trip().await;
+                self.insert(&mut self.data.lock(), user, first + half, second_half);
                 Ok(report)
             }
             _ => {
@@ -254,7 +278,7 @@ impl OfflineBackend for PlainMap {
                 Some((_, queue)) => queue.clone(),
                 None => BTreeMap::new(),
             };
-            tokio::task::yield_now().await;
+            round_trip().await;
             if let Some((_, queue)) = self.data.lock().queues.get_mut(&key) {
                 queue.retain(|seq, _| !read.contains_key(seq));
             }
@@ -464,5 +488,14 @@ fn seqs_visible_out_of_order_are_caught() {
     run_case(
         Plain(Flaw::SeqsVisibleOutOfOrder),
         cases::fetch_paging_racing_writers_misses_nothing,
+    );
+}
+
+#[test]
+#[should_panic(expected = "a dropped write left")]
+fn a_batch_split_across_an_await_is_caught() {
+    run_case(
+        Plain(Flaw::BatchSplitAcrossAwait),
+        cases::dropped_write_leaves_all_or_nothing,
     );
 }

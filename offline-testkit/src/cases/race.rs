@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use offline_core::{
@@ -499,6 +500,18 @@ async fn check_counts_agree<S: OfflineBackend>(
     );
 }
 
+/// Polls `future` up to `polls` times, pausing `pause` between polls, then drops it.
+async fn abandon_after<F: Future>(future: F, polls: usize, pause: Duration) {
+    let mut future = std::pin::pin!(future);
+    for _ in 0..polls {
+        let poll = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+        if poll.is_ready() {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
 /// A write whose future is dropped before it completes leaves all or nothing of its batch (of
 /// 50 messages, or of 10,000, which a backend might split into several statements); retrying
 /// it with the same dedupe keys then stores the batch exactly once, without hanging.
@@ -515,9 +528,13 @@ pub async fn dropped_write_leaves_all_or_nothing<S: OfflineBackend>(fx: &mut Fix
         let abandoned = fx
             .store()
             .write_messages(&juliet, batch.clone(), Quota::UNLIMITED, T0);
-        // Polled once, or for a little longer each round, then dropped.
-        let patience = Duration::from_micros(25 * (round * round) as u64);
-        let _ = tokio::time::timeout(patience, abandoned).await;
+        // Polled once, or a few times more each round with pauses between, then dropped.
+        abandon_after(
+            abandoned,
+            round + 1,
+            Duration::from_micros(100 * round as u64),
+        )
+        .await;
         let held = count(fx.store(), &juliet).await;
         assert!(
             held == 0 || held == size as u64,
