@@ -1,8 +1,9 @@
 //! Normalised addresses: the key of an offline queue and the domain that purges act on.
 //!
 //! Normalisation (nodeprep for the localpart, IDNA/nameprep and lower-casing for the domain) is
-//! done here, once, by the [`jid`] crate. Backends store and compare the normalised strings
-//! as they are and never normalise anything themselves.
+//! done here, once, by the [`jid`] crate, taken to its fixed point ([`canonical_jid`]): one JID,
+//! one queue. Backends store and compare the normalised strings as they are and never
+//! normalise anything themselves.
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,10 +20,58 @@ pub const MAX_LOCALPART_BYTES: usize = 1023;
 /// this bound (the longest, four labels of four-byte characters, is under 900 bytes).
 pub const MAX_DOMAIN_BYTES: usize = 1023;
 
-/// The owner of an offline queue: a normalised bare JID with a localpart.
+/// Rounds of normalisation [`canonical_jid`] tries before it gives up on a JID.
+const NORMALISATION_ROUNDS: usize = 4;
+
+/// The canonical form of a JID: the `jid` crate's normal form, without the trailing dot a
+/// domain may carry (RFC 7622 §3.2), normalised again until it no longer changes. A JID whose
+/// normal form does not parse again (`ß` becoming `ss` can make a label too long), or that
+/// does not settle, is refused with [`InvalidInput`](OfflineError::InvalidInput).
 ///
-/// JIDs that differ only in case (or in anything else stringprep folds) give the same key, so
-/// they share one queue. Keys order by `(server, user)`, byte-wise.
+/// ```
+/// use offline_core::canonical_jid;
+/// use offline_core::jid::Jid;
+///
+/// let dotted = Jid::new("Juliet@Example.COM./balcony")?;
+/// assert_eq!(canonical_jid(&dotted)?.as_str(), "juliet@example.com/balcony");
+/// let sigma = Jid::new("kelvin@x\u{3f9}.example")?; // normalises to xΣ, then to xσ
+/// assert_eq!(canonical_jid(&sigma)?.as_str(), "kelvin@xσ.example");
+/// let long = Jid::new(&format!("romeo@{}.example", "ß".repeat(40)))?;
+/// assert!(canonical_jid(&long).is_err()); // its normal form has an 80-byte label
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn canonical_jid(jid: &Jid) -> Result<Jid> {
+    let mut current = jid.clone();
+    for _ in 0..NORMALISATION_ROUNDS {
+        let domain = current.domain();
+        let domain = domain.as_str().strip_suffix('.').unwrap_or(domain.as_str());
+        let mut text = match current.node() {
+            Some(node) => format!("{}@{domain}", node.as_str()),
+            None => domain.to_owned(),
+        };
+        if let Some(resource) = current.resource() {
+            text = format!("{text}/{}", resource.as_str());
+        }
+        let next = Jid::new(&text).map_err(|e| OfflineError::InvalidInput {
+            reason: format!("`{jid}` normalises to `{text}`, which is not a valid JID: {e}"),
+            source: Some(Box::new(e)),
+        })?;
+        if next.as_str() == current.as_str() {
+            return Ok(next);
+        }
+        current = next;
+    }
+    Err(OfflineError::invalid_input(format!(
+        "`{jid}` does not settle to one normal form"
+    )))
+}
+
+/// The owner of an offline queue: a bare JID with a localpart, in canonical form
+/// ([`canonical_jid`]).
+///
+/// JIDs that differ only in case, in anything else stringprep folds, in a domain's trailing
+/// dot, or in their resource give the same key, so they share one queue; the key's string
+/// form parses back to the same key. Keys order by `(server, user)`, byte-wise.
 ///
 /// ```
 /// use offline_core::UserKey;
@@ -42,8 +91,10 @@ pub struct UserKey {
 }
 
 impl UserKey {
-    /// The key of a bare JID's queue; an error if the JID has no localpart.
+    /// The key of a bare JID's queue; an error if the JID has no localpart or no canonical
+    /// form.
     pub fn new(jid: &BareJid) -> Result<Self> {
+        let jid = canonical_jid(&Jid::from(jid.clone()))?;
         let user = jid.node().ok_or_else(|| {
             OfflineError::invalid_input(format!(
                 "JID `{jid}` has no localpart and cannot own an offline queue"
@@ -137,10 +188,12 @@ impl fmt::Debug for UserKey {
 pub struct Domain(String);
 
 impl Domain {
-    /// Normalises a domain name; an error if it is not a valid JID domain.
+    /// Normalises a domain name as [`canonical_jid`] does; an error if it is not a valid JID
+    /// domain or has no canonical form.
     pub fn new(domain: &str) -> Result<Self> {
         let part = DomainPart::new(domain).map_err(|e| invalid_jid(domain, e))?;
-        Ok(Self(part.as_str().to_owned()))
+        let canonical = canonical_jid(&Jid::from(BareJid::from_parts(None, &part)))?;
+        Ok(Self(canonical.domain().as_str().to_owned()))
     }
 
     /// Rebuilds a domain that was already normalised (read back from storage). Nothing is

@@ -37,7 +37,7 @@ mod error;
 mod message;
 mod quota;
 
-pub use address::{Domain, MAX_DOMAIN_BYTES, MAX_LOCALPART_BYTES, UserKey};
+pub use address::{Domain, MAX_DOMAIN_BYTES, MAX_LOCALPART_BYTES, UserKey, canonical_jid};
 pub use backend::OfflineBackend;
 pub use batch::PreparedBatch;
 pub use error::{BoxError, OfflineError, Result};
@@ -46,3 +46,6 @@ pub use message::{
     StoredMessage, WriteReport,
 };
 pub use quota::Quota;
+
+/// The `jid` crate addresses are parsed and normalised with, so callers use the same version.
+pub use jid;

@@ -54,13 +54,45 @@ pub struct AccessClause {
 }
 
 /// The value of an access rule: a number, or a word such as `allow` or `infinity`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccessValue {
     /// An integer, such as a message limit.
     Integer(i64),
     /// A word.
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for AccessValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Value;
+
+        impl serde::de::Visitor<'_> for Value {
+            type Value = AccessValue;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "an integer (such as a message limit) or a string (such as \"infinity\" or \
+                     \"allow\")",
+                )
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<AccessValue, E> {
+                Ok(AccessValue::Integer(value))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<AccessValue, E> {
+                i64::try_from(value)
+                    .map(AccessValue::Integer)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(value), &self))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<AccessValue, E> {
+                Ok(AccessValue::Text(value.to_owned()))
+            }
+        }
+
+        deserializer.deserialize_any(Value)
+    }
 }
 
 /// Which domains a pattern covers (`match`); MongooseIM's default is `current_domain`.

@@ -9,7 +9,7 @@
 //! | `mod_offline_{backend}_time` | histogram (µs) | `host_type`, `function` | its duration |
 //! | `sm_message_bounced_count` | counter | `host_type` | a 503 "Bounce offline message" reply |
 //! | `mod_offline_stored_count` | counter | `host_type` | a message stored |
-//! | `mod_offline_rejected_count` | counter | `host_type`, `reason` (`quota`, `too_large`, `malformed`, `backend`) | a message refused with an error reply |
+//! | `mod_offline_rejected_count` | counter | `host_type`, `reason` (`quota`, `too_large`, `too_deep`, `jid_malformed`, `malformed`, `backend`) | a message refused with an error reply |
 //! | `mod_offline_expired_dropped_count` | counter | `host_type` | a message that had expired before it was stored, or between its pop and its delivery |
 //! | `mod_offline_purged_count` | counter | `host_type`, `reason` (`expired`, `old`, `user`, `domain`) | messages removed by a purge or hook |
 

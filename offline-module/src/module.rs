@@ -11,12 +11,13 @@ use tracing::{debug, error, info, warn};
 
 use offline_core::{
     Domain, MAX_DEDUPE_KEY_BYTES, MAX_PACKET_BYTES, NewMessage, OfflineBackend, OfflineError,
-    StoredMessage, UserKey,
+    StoredMessage, UserKey, canonical_jid,
 };
 
 use crate::stanza::{
-    Classification, StanzaError, classify, delay_element, error_reply, format_stamp_seconds, ns,
-    offline_event, parse_packet, plain_copy, sender_stamp, serialize, set_attr,
+    Classification, MAX_DEPTH_LIMIT, StanzaError, classify, delay_element, depth_within,
+    error_reply, format_stamp_seconds, ns, offline_event, parse_packet, plain_copy, sender_stamp,
+    serialize, set_attr,
 };
 use crate::{
     AccessConfig, BackendKind, Clock, ConfigError, FEATURE_MSGOFFLINE, Instrumentation,
@@ -405,7 +406,18 @@ impl OfflineModule {
         message: &Element,
         notify_sender: bool,
     ) -> Disposition {
-        let Ok(user) = UserKey::try_from(to) else {
+        if !depth_within(message, self.options.max_stanza_depth) {
+            self.instrumentation.rejected("too_deep");
+            return Disposition::Refused(error_reply(from, to, message, &StanzaError::TOO_DEEP));
+        }
+        // One JID, one queue, and what is stored is delivered as it was addressed: both
+        // addresses must have a stable normal form.
+        let (Ok(sender), Ok(recipient)) = (canonical_jid(from), canonical_jid(to)) else {
+            self.instrumentation.rejected("jid_malformed");
+            let reply = error_reply(from, to, message, &StanzaError::JID_MALFORMED);
+            return Disposition::Refused(reply);
+        };
+        let Ok(user) = UserKey::try_from(&recipient) else {
             debug!("a JID without a localpart owns no offline queue");
             return Disposition::NotHandled;
         };
@@ -426,10 +438,10 @@ impl OfflineModule {
         let record = NewMessage {
             timestamp,
             expire: expiry(message, timestamp),
-            from: from.to_string(),
-            to: to.to_string(),
+            from: sender.to_string(),
+            to: recipient.to_string(),
             packet,
-            dedupe_key: dedupe_key(from, message),
+            dedupe_key: dedupe_key(&sender, message),
             permanent_fields: None,
         };
         let quota = self
@@ -625,14 +637,22 @@ fn dedupe_key(from: &Jid, message: &Element) -> Option<String> {
     (!id.is_empty() && key.len() <= MAX_DEDUPE_KEY_BYTES).then_some(key)
 }
 
-/// A stored message as a stanza to route, or `None` (logged) if the stored data is corrupt.
+/// A stored message as a stanza to route, or `None` (logged) if the stored data is corrupt,
+/// which the module's own checks on arrival rule out (addresses in canonical form, a packet
+/// the module wrote itself, within the depth limit).
 fn delivery(user: &UserKey, stored: StoredMessage) -> Option<Delivery> {
     let message = stored.message;
     let parsed = (|| {
         let from = Jid::new(&message.from).map_err(|e| format!("sender: {e}"))?;
         let to = Jid::new(&message.to).map_err(|e| format!("recipient: {e}"))?;
-        let stanza = parse_packet(&message.packet).map_err(|e| format!("packet: {e}"))?;
-        Ok::<_, String>((from, to, stanza))
+        let parsed = parse_packet(&message.packet).map_err(|e| format!("packet: {e}"))?;
+        if !depth_within(&parsed, MAX_DEPTH_LIMIT) {
+            return Err(format!(
+                "packet: nested deeper than {MAX_DEPTH_LIMIT} levels"
+            ));
+        }
+        // Without the prefix declarations the stored text carries, so that it writes back.
+        Ok::<_, String>((from, to, plain_copy(&parsed, &|_| false)))
     })();
     match parsed {
         Ok((from, to, mut stanza)) => {

@@ -113,6 +113,10 @@ pub struct ModuleOptions {
     /// `trust_sender_delay`: stamp a message with its sender's valid XEP-0203 `<delay/>`
     /// instead of the time it was stored (MongooseIM does; off by default).
     pub trust_sender_delay: bool,
+    /// `max_stanza_depth`: messages nesting deeper are refused (the message is level 1);
+    /// [`DEFAULT_MAX_DEPTH`](crate::stanza::DEFAULT_MAX_DEPTH) unless set, at most
+    /// [`MAX_DEPTH_LIMIT`](crate::stanza::MAX_DEPTH_LIMIT).
+    pub max_stanza_depth: usize,
 }
 
 impl Default for ModuleOptions {
@@ -122,6 +126,7 @@ impl Default for ModuleOptions {
             backend: BackendKind::Mnesia,
             store_groupchat_messages: false,
             trust_sender_delay: false,
+            max_stanza_depth: crate::stanza::DEFAULT_MAX_DEPTH,
         }
     }
 }

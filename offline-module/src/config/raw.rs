@@ -11,6 +11,7 @@ use super::{
 };
 use offline_core::Domain;
 
+use crate::stanza::{DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT};
 use crate::{AccessClause, AccessConfig, AccessValue, AclPattern, MetricNames};
 
 type Classes = BTreeMap<String, Vec<AclPattern>>;
@@ -64,6 +65,7 @@ struct RawModOffline {
     store_groupchat_messages: bool,
     #[serde(default)]
     trust_sender_delay: bool,
+    max_stanza_depth: Option<i64>,
     rocksdb: Option<RawRocksDb>,
     rdbms: Option<RawRdbms>,
 }
@@ -264,11 +266,13 @@ impl<'a> Sections<'a> {
             Some(raw) => {
                 self.check_quota_rule(&raw.access_max_user_messages)?;
                 let storage = self.storage(raw, &format!("{modules_key}.mod_offline"))?;
+                let module_key = format!("{modules_key}.mod_offline");
                 let options = ModuleOptions {
                     access_max_user_messages: raw.access_max_user_messages.clone(),
                     backend: raw.backend,
                     store_groupchat_messages: raw.store_groupchat_messages,
                     trust_sender_delay: raw.trust_sender_delay,
+                    max_stanza_depth: max_stanza_depth(raw.max_stanza_depth, &module_key)?,
                 };
                 (Some(options), Some(storage))
             }
@@ -355,6 +359,20 @@ impl<'a> Sections<'a> {
                 })
             }
         }
+    }
+}
+
+/// `max_stanza_depth`, between 2 (a message and its body) and [`MAX_DEPTH_LIMIT`].
+fn max_stanza_depth(raw: Option<i64>, module_key: &str) -> Result<usize, ConfigError> {
+    let Some(depth) = raw else {
+        return Ok(DEFAULT_MAX_DEPTH);
+    };
+    match usize::try_from(depth) {
+        Ok(depth) if (2..=MAX_DEPTH_LIMIT).contains(&depth) => Ok(depth),
+        _ => Err(ConfigError::new(
+            format!("{module_key}.max_stanza_depth"),
+            format!("{depth} is not a depth limit: expected 2 to {MAX_DEPTH_LIMIT}"),
+        )),
     }
 }
 

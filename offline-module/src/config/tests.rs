@@ -39,6 +39,17 @@ fn wrong_values_name_their_key() {
             "expected a postgres://",
         ),
         (
+            "[access]\nmax_user_offline_messages = [{acl = \"all\", value = 1.5}]",
+            "access.max_user_offline_messages[0].value",
+            "invalid type: floating point `1.5`, expected an integer (such as a message limit) \
+             or a string (such as \"infinity\" or \"allow\")",
+        ),
+        (
+            "[access]\nmax_user_offline_messages = [{acl = \"all\", value = true}]",
+            "access.max_user_offline_messages[0].value",
+            "invalid type: boolean `true`, expected an integer",
+        ),
+        (
             "[modules.mod_offline]\nbackend = 1",
             "modules.mod_offline.backend",
             "invalid type: integer `1`",

@@ -9,8 +9,6 @@ pub use classify::{Classification, classify};
 pub(crate) use delay::{delay_element, format_stamp_seconds, sender_stamp};
 pub use reply::{StanzaError, bounce_reply, error_reply, offline_event, user_not_found_reply};
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use minidom::rxml::{Namespace, NcNameStr};
 use minidom::{Element, Node};
 
@@ -52,20 +50,45 @@ pub fn parse_packet(xml: &str) -> Result<Element, minidom::Error> {
     Element::from_reader_with_prefixes(xml.as_bytes(), String::from(ns::CLIENT))
 }
 
-/// An element with `element`'s name, namespace and attributes, and no children.
-pub(crate) fn shell(element: &Element) -> Element {
+/// How deeply a stanza may nest, by default, for the module to store it: the message is level
+/// 1, its `<body/>` level 2. XHTML-IM inside a forwarded carbon stays under 20 levels.
+pub const DEFAULT_MAX_DEPTH: usize = 48;
+
+/// The highest depth limit that can be configured: the module's recursive work (copies,
+/// writing) stays far within a thread's stack at this depth.
+pub const MAX_DEPTH_LIMIT: usize = 256;
+
+/// Whether `element` nests at most `limit` levels deep (itself being level 1), found without
+/// recursion, so that it is safe on any input.
+pub fn depth_within(element: &Element, limit: usize) -> bool {
+    let mut pending = vec![(element, 1)];
+    while let Some((element, depth)) = pending.pop() {
+        if depth > limit {
+            return false;
+        }
+        pending.extend(element.children().map(|child| (child, depth + 1)));
+    }
+    true
+}
+
+/// An element with `element`'s name, namespace and attributes (those XML can carry, when
+/// `writable_only`), and no children.
+pub(crate) fn shell(element: &Element, writable_only: bool) -> Element {
     let mut shell = Element::builder(element.name(), element.ns()).build();
     for ((namespace, name), value) in element.attrs().iter() {
-        shell.set_attr(namespace.clone(), name.clone(), value.as_str());
+        if !writable_only || xml_text(value) {
+            shell.set_attr(namespace.clone(), name.clone(), value.as_str());
+        }
     }
     shell
 }
 
 /// A copy of `element` without its prefix declarations (and without the top-level children
 /// `drop_child` picks), so that it serialises with generated ones: a parsed stanza may redeclare
-/// a prefix in a way `minidom`'s writer rejects.
+/// a prefix in a way `minidom`'s writer rejects (a conflicting or reserved prefix), and the copy
+/// declares none. Recursive: call it only on a stanza [`depth_within`] a limit.
 pub(crate) fn plain_copy(element: &Element, drop_child: &dyn Fn(&Element) -> bool) -> Element {
-    let mut copy = shell(element);
+    let mut copy = shell(element, false);
     for node in element.nodes() {
         match node {
             Node::Element(child) if drop_child(child) => {}
@@ -78,34 +101,31 @@ pub(crate) fn plain_copy(element: &Element, drop_child: &dyn Fn(&Element) -> boo
     copy
 }
 
-/// Serialises a stanza, or `None` if it cannot be written as XML (text with characters XML
-/// forbids, which only a stanza built by a server rather than parsed can hold).
-pub(crate) fn serialize(element: &Element) -> Option<String> {
-    if !writable(element) {
+/// Serialises a plain copy ([`plain_copy`]), or `None` if it holds text XML cannot carry
+/// (characters XML forbids, which only a stanza built by a server rather than parsed can
+/// hold). Writability is checked first: nothing here relies on catching a panic.
+pub(crate) fn serialize(plain: &Element) -> Option<String> {
+    if !writable(plain) {
         return None;
     }
     let mut out = Vec::new();
-    // `minidom`'s writer panics rather than failing on some inputs; never let that take the
-    // server down.
-    let written = catch_unwind(AssertUnwindSafe(|| element.write_to(&mut out)));
-    match written {
-        Ok(Ok(())) => String::from_utf8(out).ok(),
-        Ok(Err(_)) | Err(_) => None,
-    }
+    plain.write_to(&mut out).ok()?;
+    String::from_utf8(out).ok()
+}
+
+/// Whether a text holds only characters XML 1.0 allows.
+pub(crate) fn xml_text(text: &str) -> bool {
+    text.chars().all(|c| {
+        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
+            || c >= '\u{10000}'
+    })
 }
 
 /// Whether every text and attribute value holds only characters XML 1.0 allows.
-fn writable(element: &Element) -> bool {
-    let xml_char = |c: char| {
-        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
-            || c >= '\u{10000}'
-    };
-    element
-        .attrs()
-        .iter()
-        .all(|(_, value)| value.chars().all(xml_char))
+pub(crate) fn writable(element: &Element) -> bool {
+    element.attrs().iter().all(|(_, value)| xml_text(value))
         && element.nodes().all(|node| match node {
             Node::Element(child) => writable(child),
-            Node::Text(text) => text.chars().all(xml_char),
+            Node::Text(text) => xml_text(text),
         })
 }

@@ -4,7 +4,7 @@ use jid::Jid;
 use minidom::Element;
 use minidom::rxml::xml_ncname;
 
-use super::{ns, set_attr, shell};
+use super::{MAX_DEPTH_LIMIT, depth_within, ns, plain_copy, set_attr, shell, writable, xml_text};
 
 /// A stanza error as MongooseIM writes it: legacy `code`, `type`, the defined condition and a
 /// human-readable text.
@@ -43,6 +43,25 @@ impl StanzaError {
         kind: "modify",
         condition: "bad-request",
         text: "The message cannot be stored offline. The message has been discarded.",
+    };
+
+    /// The message nests more deeply than the module's limit (`max_stanza_depth`).
+    pub const TOO_DEEP: Self = Self {
+        code: "406",
+        kind: "modify",
+        condition: "not-acceptable",
+        text: "The message is nested too deeply to be stored offline. The message has been \
+               discarded.",
+    };
+
+    /// The sender's or the recipient's address has no stable normal form, so the message
+    /// could not be delivered as addressed.
+    pub const JID_MALFORMED: Self = Self {
+        code: "400",
+        kind: "modify",
+        condition: "jid-malformed",
+        text: "An address of the message has no stable normal form. The message has been \
+               discarded.",
     };
 
     /// The message is larger than a store accepts.
@@ -88,12 +107,22 @@ impl StanzaError {
 
 /// The error reply to a message routed `from` → `to`: the original stanza with `from` and `to`
 /// swapped, `type="error"`, the error first and the original children kept.
+///
+/// The reply is always writable: the children are copied without their prefix declarations
+/// (some parsed stanzas redeclare prefixes in ways `minidom`'s writer rejects), and are left
+/// out when they nest deeper than [`MAX_DEPTH_LIMIT`](super::MAX_DEPTH_LIMIT) or hold text XML
+/// cannot carry; attributes XML cannot carry are left out too.
 pub fn error_reply(from: &Jid, to: &Jid, original: &Element, error: &StanzaError) -> Element {
     let mut reply = reply_head(from, to, original);
     set_attr(&mut reply, xml_ncname!("type"), "error");
     reply.append_child(error.to_element(&original.ns()));
-    for node in original.nodes() {
-        reply.append_node(node.clone());
+    if depth_within(original, MAX_DEPTH_LIMIT) {
+        let copy = plain_copy(original, &|_| false);
+        if writable(&copy) {
+            for node in copy.nodes() {
+                reply.append_node(node.clone());
+            }
+        }
     }
     reply
 }
@@ -116,7 +145,9 @@ pub fn user_not_found_reply(from: &Jid, to: &Jid, message: &Element) -> Element 
 /// `<x xmlns='jabber:x:event'><id>{message id}</id><offline/></x>`.
 pub fn offline_event(from: &Jid, to: &Jid, message: &Element) -> Element {
     let id = match message.attr("id") {
-        Some(id) if !id.is_empty() => Element::builder("id", ns::EVENT).append(id).build(),
+        Some(id) if !id.is_empty() && xml_text(id) => {
+            Element::builder("id", ns::EVENT).append(id).build()
+        }
         _ => Element::bare("id", ns::EVENT),
     };
     let event = Element::builder("x", ns::EVENT)
@@ -129,9 +160,9 @@ pub fn offline_event(from: &Jid, to: &Jid, message: &Element) -> Element {
 }
 
 /// A childless copy of a stanza routed `from` → `to`, addressed back: `from` and `to` swapped,
-/// every other attribute kept.
+/// every other attribute XML can carry kept.
 fn reply_head(from: &Jid, to: &Jid, original: &Element) -> Element {
-    let mut reply = shell(original);
+    let mut reply = shell(original, true);
     set_attr(&mut reply, xml_ncname!("from"), to.as_str());
     set_attr(&mut reply, xml_ncname!("to"), from.as_str());
     reply
