@@ -32,8 +32,10 @@ const NORMALISATION_ROUNDS: usize = 4;
 /// use offline_core::canonical_jid;
 /// use offline_core::jid::Jid;
 ///
-/// let dotted = Jid::new("Juliet@Example.COM./balcony")?;
+/// let dotted = Jid::new("juliet@example.com./balcony")?;
 /// assert_eq!(canonical_jid(&dotted)?.as_str(), "juliet@example.com/balcony");
+/// let shouted = Jid::new("Juliet@Example.COM./Balcony")?;
+/// assert_eq!(canonical_jid(&shouted)?.as_str(), "juliet@example.com/Balcony");
 /// let sigma = Jid::new("kelvin@x\u{3f9}.example")?; // normalises to xΣ, then to xσ
 /// assert_eq!(canonical_jid(&sigma)?.as_str(), "kelvin@xσ.example");
 /// let long = Jid::new(&format!("romeo@{}.example", "ß".repeat(40)))?;
@@ -43,19 +45,12 @@ const NORMALISATION_ROUNDS: usize = 4;
 pub fn canonical_jid(jid: &Jid) -> Result<Jid> {
     let mut current = jid.clone();
     for _ in 0..NORMALISATION_ROUNDS {
-        let domain = current.domain();
-        let domain = domain.as_str().strip_suffix('.').unwrap_or(domain.as_str());
-        let mut text = match current.node() {
-            Some(node) => format!("{}@{domain}", node.as_str()),
-            None => domain.to_owned(),
-        };
-        if let Some(resource) = current.resource() {
-            text = format!("{text}/{}", resource.as_str());
-        }
+        let text = without_trailing_dot(current.as_str());
         let next = Jid::new(&text).map_err(|e| OfflineError::InvalidInput {
             reason: format!("`{jid}` normalises to `{text}`, which is not a valid JID: {e}"),
             source: Some(Box::new(e)),
         })?;
+        let next = with_canonical_ip(next);
         if next.as_str() == current.as_str() {
             return Ok(next);
         }
@@ -64,6 +59,47 @@ pub fn canonical_jid(jid: &Jid) -> Result<Jid> {
     Err(OfflineError::invalid_input(format!(
         "`{jid}` does not settle to one normal form"
     )))
+}
+
+/// A JID's text with one trailing dot dropped from its domain (RFC 7622 §3.2). Works on the
+/// text: the `jid` crate's accessors disagree with it about where the resource starts when a
+/// dotted domain is already in normal form.
+fn without_trailing_dot(text: &str) -> String {
+    let (bare, resource) = match text.split_once('/') {
+        Some((bare, resource)) => (bare, Some(resource)),
+        None => (text, None),
+    };
+    let bare = bare.strip_suffix('.').unwrap_or(bare);
+    match resource {
+        Some(resource) => format!("{bare}/{resource}"),
+        None => bare.to_owned(),
+    }
+}
+
+/// The JID with an IPv6 literal domain written one way (`[::1]`, not `[0:0::1]`), which the
+/// `jid` crate leaves as written.
+fn with_canonical_ip(jid: Jid) -> Jid {
+    let domain = jid.domain();
+    let Some(address) = domain
+        .as_str()
+        .strip_prefix('[')
+        .and_then(|d| d.strip_suffix(']'))
+        .and_then(|d| d.parse::<std::net::Ipv6Addr>().ok())
+    else {
+        return jid;
+    };
+    let canonical = format!("[{address}]");
+    if canonical == domain.as_str() {
+        return jid;
+    }
+    let mut text = match jid.node() {
+        Some(node) => format!("{}@{canonical}", node.as_str()),
+        None => canonical,
+    };
+    if let Some(resource) = jid.resource() {
+        text = format!("{text}/{}", resource.as_str());
+    }
+    Jid::new(&text).unwrap_or(jid)
 }
 
 /// The owner of an offline queue: a bare JID with a localpart, in canonical form

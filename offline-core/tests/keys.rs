@@ -16,7 +16,13 @@ const PIECES: &[&str] = &[
 ];
 
 fn label() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(PIECES), 1..12).prop_map(|pieces| pieces.concat())
+    prop_oneof![
+        4 => prop::collection::vec(prop::sample::select(PIECES), 1..12)
+            .prop_map(|pieces| pieces.concat()),
+        // Labels that normalisation makes longer than the 63 bytes a label may have.
+        1 => (20usize..64, prop::sample::select(&["ß", "ﬃ", "İ", "a"][..]))
+            .prop_map(|(n, piece)| piece.repeat(n)),
+    ]
 }
 
 /// `local@label(.label)*[.][/resource]`, in pieces that trip normalisation.
@@ -149,4 +155,35 @@ fn a_normal_form_that_does_not_parse_back_is_refused() {
     let err = jid.parse::<UserKey>().unwrap_err();
     assert!(err.to_string().contains("not a valid JID"), "{err}");
     assert!(canonical_jid(&Jid::new(&jid).unwrap()).is_err());
+}
+
+/// A lower-case full JID with a dotted domain keeps its resource as it is.
+#[test]
+fn a_dotted_full_jid_keeps_its_resource() {
+    for (input, canonical) in [
+        ("juliet@example.com./balcony", "juliet@example.com/balcony"),
+        ("Juliet@Example.COM./Balcony", "juliet@example.com/Balcony"),
+        ("example.com./res", "example.com/res"),
+        ("juliet@example.com./a@b/c", "juliet@example.com/a@b/c"),
+    ] {
+        let jid = Jid::new(input).unwrap();
+        assert_eq!(canonical_jid(&jid).unwrap().as_str(), canonical, "{input}");
+    }
+}
+
+/// An IPv6 literal is one domain however it is written.
+#[test]
+fn ipv6_literals_key_one_queue() {
+    let keys: Vec<UserKey> = [
+        "u@[::1]",
+        "u@[0:0::1]",
+        "U@[0000:0000:0000:0000:0000:0000:0000:0001]",
+    ]
+    .iter()
+    .map(|jid| jid.parse().unwrap())
+    .collect();
+    assert!(keys.iter().all(|key| key == &keys[0]), "{keys:?}");
+    assert_eq!(keys[0].to_string(), "u@[::1]");
+    let mapped: UserKey = "u@[::FFFF:1.2.3.4]".parse().unwrap();
+    assert_eq!(mapped, "u@[::ffff:1.2.3.4]".parse().unwrap());
 }

@@ -8,15 +8,16 @@ use crate::{ModuleError, StorageConfig};
 
 /// Opens the store a configuration names ([`HostConfig::storage`](crate::HostConfig::storage)).
 ///
-/// Each backend crate is behind a cargo feature of this crate: `mem` (on by default) for
-/// `backend = "memory"` (and `"mnesia"`, until the embedded persistent backend is built in).
-/// A backend whose feature is off is [`ModuleError::BackendNotBuilt`], naming the feature; the
-/// RocksDB and RDBMS backends are [`ModuleError::BackendPlanned`] in this release.
+/// Each backend crate is behind a cargo feature of this crate: `mem` for
+/// `backend = "memory"`, `rocksdb` for `"rocksdb"` and `"mnesia"` (both on by default). A
+/// backend whose feature is off is [`ModuleError::BackendNotBuilt`], naming the feature; the
+/// RDBMS backend is [`ModuleError::BackendPlanned`] in this release; a store that does not
+/// open is [`ModuleError::Open`], naming its path.
 ///
 /// ```
 /// use offline_module::{StorageConfig, open_backend};
 ///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
 /// let store = open_backend(&StorageConfig::Memory).await?;
 /// assert_eq!(store.name(), "mem");
 /// # Ok::<(), offline_module::ModuleError>(())
@@ -25,10 +26,7 @@ use crate::{ModuleError, StorageConfig};
 pub async fn open_backend(storage: &StorageConfig) -> Result<Arc<dyn OfflineBackend>, ModuleError> {
     match storage {
         StorageConfig::Memory => memory(),
-        StorageConfig::RocksDb { .. } => Err(ModuleError::BackendPlanned {
-            backend: "rocksdb",
-            feature: "rocksdb",
-        }),
+        StorageConfig::RocksDb(settings) => rocksdb(settings).await,
         StorageConfig::Rdbms { connection, .. } => Err(ModuleError::BackendPlanned {
             backend: "rdbms",
             feature: connection.driver().feature(),
@@ -46,6 +44,46 @@ fn memory() -> Result<Arc<dyn OfflineBackend>, ModuleError> {
     Err(ModuleError::BackendNotBuilt {
         backend: "memory",
         feature: "mem",
+    })
+}
+
+#[cfg(feature = "rocksdb")]
+async fn rocksdb(
+    settings: &crate::RocksDbSettings,
+) -> Result<Arc<dyn OfflineBackend>, ModuleError> {
+    use offline_rocksdb::{Compression, RocksBackend, RocksConfig};
+    let config = RocksConfig {
+        path: settings.path.clone(),
+        sync_writes: settings.sync_writes,
+        block_cache_bytes: usize::try_from(settings.block_cache_bytes).unwrap_or(usize::MAX),
+        write_buffer_bytes: usize::try_from(settings.write_buffer_bytes).unwrap_or(usize::MAX),
+        max_open_files: settings.max_open_files,
+        compression: if settings.compress {
+            Compression::Lz4
+        } else {
+            Compression::None
+        },
+    };
+    // Opening reads the directory: off the async workers.
+    let opened = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime
+            .spawn_blocking(move || RocksBackend::open(config))
+            .await
+            .map_err(|e| ModuleError::Open(Box::new(e)))?,
+        Err(_) => RocksBackend::open(config),
+    };
+    Ok(Arc::new(
+        opened.map_err(|e| ModuleError::Open(Box::new(e)))?,
+    ))
+}
+
+#[cfg(not(feature = "rocksdb"))]
+async fn rocksdb(
+    _settings: &crate::RocksDbSettings,
+) -> Result<Arc<dyn OfflineBackend>, ModuleError> {
+    Err(ModuleError::BackendNotBuilt {
+        backend: "rocksdb",
+        feature: "rocksdb",
     })
 }
 
@@ -69,11 +107,6 @@ mod tests {
             "backend `rdbms` is not available yet: it is planned as the `mysql` feature of \
              offline-module"
         );
-        let rocksdb = StorageConfig::RocksDb {
-            path: "data".into(),
-        };
-        let err = open_backend(&rocksdb).await.unwrap_err();
-        assert!(err.to_string().contains("the `rocksdb` feature"), "{err}");
     }
 
     #[cfg(feature = "mem")]
@@ -83,26 +116,45 @@ mod tests {
         assert_eq!(store.name(), "mem");
     }
 
-    #[cfg(not(feature = "mem"))]
+    #[cfg(feature = "rocksdb")]
+    #[tokio::test(flavor = "multi_thread")]
+    async fn rocksdb_opens_at_its_path_and_names_it_when_it_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::RocksDbSettings {
+            path: dir.path().join("store"),
+            ..Default::default()
+        };
+        let store = open_backend(&StorageConfig::RocksDb(settings.clone()))
+            .await
+            .unwrap();
+        assert_eq!(store.name(), "rocksdb");
+        let err = open_backend(&StorageConfig::RocksDb(settings))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ModuleError::Open(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("store") && text.contains("locked"), "{text}");
+    }
+
+    #[cfg(not(feature = "rocksdb"))]
     #[tokio::test]
-    async fn memory_without_its_feature_names_it_as_configured() {
-        let err = open_backend(&StorageConfig::Memory).await.unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "backend `memory` is not built in: enable the `mem` feature of offline-module"
-        );
-        let config = crate::OfflineConfig::from_toml_str(
-            "[general]\nhosts = [\"localhost\"]\n[modules.mod_offline]\nbackend = \"mnesia\"",
-        )
-        .unwrap();
-        let err = crate::OfflineModule::from_config("localhost", &config)
-            .unwrap()
-            .build()
+    async fn rocksdb_without_its_feature_names_it() {
+        let err = open_backend(&StorageConfig::RocksDb(Default::default()))
             .await
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "backend `mnesia` is not built in: enable the `mem` feature of offline-module"
+            "backend `rocksdb` is not built in: enable the `rocksdb` feature of offline-module"
+        );
+    }
+
+    #[cfg(not(feature = "mem"))]
+    #[tokio::test]
+    async fn memory_without_its_feature_names_it() {
+        let err = open_backend(&StorageConfig::Memory).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "backend `memory` is not built in: enable the `mem` feature of offline-module"
         );
     }
 }

@@ -40,6 +40,11 @@ pub enum ModuleError {
         feature: &'static str,
     },
 
+    /// The configured store did not open (a RocksDB directory locked by another process, say);
+    /// the error names the path.
+    #[error(transparent)]
+    Open(offline_core::BoxError),
+
     /// The configured backend's crate does not exist yet in this release.
     #[error(
         "backend `{backend}` is not available yet: it is planned as the `{feature}` feature of \

@@ -10,8 +10,13 @@
 //! - [`OfflineConfig`]: MongooseIM's TOML as it is, errors naming the key;
 //! - [`Instrumentation`] and [`InstrumentedBackend`]: MongooseIM's metric names through the
 //!   `metrics` facade (the library installs no recorder);
-//! - [`open_backend`]: the configured backend, one cargo feature per backend crate (`mem`, on
-//!   by default).
+//! - [`open_backend`]: the configured backend, one cargo feature per backend crate (`rocksdb`
+//!   and `mem`, both on by default).
+//!
+//! Hostile input is refused, not fatal: stanzas nesting too deep, addresses without a stable
+//! normal form, stanzas that cannot be written; every element the module hands back writes and
+//! parses back. What a server must still guard itself is in the configuration guide
+//! (`docs/configuration.md`, "What the module refuses").
 //!
 //! ```
 //! use offline_module::{Disposition, OfflineConfig, OfflineModule, jid::Jid, minidom::Element};
@@ -47,7 +52,7 @@ pub use backends::open_backend;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     BackendKind, ConfigError, HostConfig, ModuleOptions, OfflineConfig, RdbmsConnection,
-    RdbmsDriver, RdbmsFields, RuleName, StorageConfig,
+    RdbmsDriver, RdbmsFields, RocksDbSettings, RuleName, StorageConfig,
 };
 pub use error::ModuleError;
 pub use instrumentation::{Instrumentation, InstrumentedBackend, MetricNames};

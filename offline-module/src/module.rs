@@ -17,7 +17,7 @@ use offline_core::{
 use crate::stanza::{
     Classification, MAX_DEPTH_LIMIT, StanzaError, classify, delay_element, depth_within,
     error_reply, format_stamp_seconds, ns, offline_event, parse_packet, plain_copy, sender_stamp,
-    serialize, set_attr,
+    serialize, set_attr, writable_copy,
 };
 use crate::{
     AccessConfig, BackendKind, Clock, ConfigError, FEATURE_MSGOFFLINE, Instrumentation,
@@ -211,8 +211,17 @@ impl OfflineModuleBuilder {
     }
 
     /// The module, on the store given, else on the configured backend, opened now
-    /// ([`open_backend`]).
+    /// ([`open_backend`]). Options out of range (a `max_stanza_depth` outside 2 to
+    /// [`MAX_DEPTH_LIMIT`](crate::stanza::MAX_DEPTH_LIMIT)) are a configuration error.
     pub async fn build(self) -> Result<OfflineModule, ModuleError> {
+        let depth = self.options.max_stanza_depth;
+        if !(2..=MAX_DEPTH_LIMIT).contains(&depth) {
+            return Err(ConfigError::new(
+                "modules.mod_offline.max_stanza_depth",
+                format!("{depth} is not a depth limit: expected 2 to {MAX_DEPTH_LIMIT}"),
+            )
+            .into());
+        }
         let store = match self.store {
             StoreSource::Given(store) => store,
             StoreSource::Configured {
@@ -236,20 +245,29 @@ impl OfflineModuleBuilder {
             StoreSource::Configured {
                 storage,
                 given: None,
-            } => open_backend(&storage).await.map_err(|err| match err {
-                // Name the backend as the configuration does (`mnesia` is served in memory).
-                ModuleError::BackendNotBuilt { feature, .. } => ModuleError::BackendNotBuilt {
-                    backend: self.options.backend.as_str(),
-                    feature,
-                },
-                other => other,
-            })?,
+            } => {
+                // `mnesia` is disc-backed: RocksDB when it is built in, else memory.
+                let storage = match self.options.backend {
+                    BackendKind::Mnesia if !cfg!(feature = "rocksdb") && cfg!(feature = "mem") => {
+                        StorageConfig::Memory
+                    }
+                    _ => storage,
+                };
+                open_backend(&storage).await.map_err(|err| match err {
+                    // Name the backend as the configuration does.
+                    ModuleError::BackendNotBuilt { feature, .. } => ModuleError::BackendNotBuilt {
+                        backend: self.options.backend.as_str(),
+                        feature,
+                    },
+                    other => other,
+                })?
+            }
         };
         match (self.options.backend, store.name()) {
             (BackendKind::Mnesia, "mem") => warn!(
                 host_type = %self.host_type,
-                "backend = \"mnesia\" is served in memory until the embedded persistent backend \
-                 is built in: offline messages will not survive a restart"
+                "backend = \"mnesia\" is served in memory (offline-module is built without its \
+                 `rocksdb` feature): offline messages will not survive a restart"
             ),
             (BackendKind::Memory, _) => info!(
                 host_type = %self.host_type,
@@ -373,6 +391,12 @@ impl OfflineModule {
     /// Handles a message for a user with no available resource (MongooseIM's `offline_message`
     /// hook), classified as [`classify`] says; a message to a full JID is stored for the bare
     /// JID.
+    ///
+    /// Refused with an error reply, before anything is stored: a message nesting deeper than
+    /// `max_stanza_depth` (checked without recursion), one whose sender or recipient has no
+    /// stable normal form ([`canonical_jid`], `jid-malformed`), one over 1 MiB written, one the
+    /// server built with what XML cannot carry. Every element returned writes with `minidom`
+    /// and parses back, whatever the sender sent.
     #[tracing::instrument(level = "debug", skip_all, fields(host_type = %self.host_type, %from, %to))]
     pub async fn offline_message(&self, from: &Jid, to: &Jid, message: &Element) -> Disposition {
         match classify(message, self.options.store_groupchat_messages) {
@@ -406,6 +430,10 @@ impl OfflineModule {
         message: &Element,
         notify_sender: bool,
     ) -> Disposition {
+        if to.node().is_none() {
+            debug!("a JID without a localpart owns no offline queue");
+            return Disposition::NotHandled;
+        }
         if !depth_within(message, self.options.max_stanza_depth) {
             self.instrumentation.rejected("too_deep");
             return Disposition::Refused(error_reply(from, to, message, &StanzaError::TOO_DEEP));
@@ -418,8 +446,9 @@ impl OfflineModule {
             return Disposition::Refused(reply);
         };
         let Ok(user) = UserKey::try_from(&recipient) else {
-            debug!("a JID without a localpart owns no offline queue");
-            return Disposition::NotHandled;
+            self.instrumentation.rejected("jid_malformed");
+            let reply = error_reply(from, to, message, &StanzaError::JID_MALFORMED);
+            return Disposition::Refused(reply);
         };
         let now = self.clock.now();
         let timestamp = match self.options.trust_sender_delay {
@@ -646,13 +675,11 @@ fn delivery(user: &UserKey, stored: StoredMessage) -> Option<Delivery> {
         let from = Jid::new(&message.from).map_err(|e| format!("sender: {e}"))?;
         let to = Jid::new(&message.to).map_err(|e| format!("recipient: {e}"))?;
         let parsed = parse_packet(&message.packet).map_err(|e| format!("packet: {e}"))?;
-        if !depth_within(&parsed, MAX_DEPTH_LIMIT) {
-            return Err(format!(
-                "packet: nested deeper than {MAX_DEPTH_LIMIT} levels"
-            ));
-        }
         // Without the prefix declarations the stored text carries, so that it writes back.
-        Ok::<_, String>((from, to, plain_copy(&parsed, &|_| false)))
+        let stanza = writable_copy(&parsed, MAX_DEPTH_LIMIT).ok_or_else(|| {
+            format!("packet: nested deeper than {MAX_DEPTH_LIMIT} levels, or not writable")
+        })?;
+        Ok::<_, String>((from, to, stanza))
     })();
     match parsed {
         Ok((from, to, mut stanza)) => {

@@ -18,12 +18,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use offline_core::{OfflineBackend, UserKey};
+use offline_core::{OfflineBackend, UserKey, canonical_jid};
 use offline_mem::MemBackend;
 use offline_module::jid::Jid;
 use offline_module::minidom::Element;
 use offline_module::minidom::rxml::{Namespace, xml_ncname};
-use offline_module::stanza::{StanzaError, parse_packet, user_not_found_reply};
+use offline_module::stanza::{StanzaError, depth_within, parse_packet, user_not_found_reply};
 use offline_module::{AccessConfig, Disposition, ManualClock, ModuleOptions, OfflineModule};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -111,7 +111,7 @@ fn child() -> impl Strategy<Value = String> {
         1 => Just("<tns1:d xmlns:tns1='urn:d'><tns1:e xmlns:tns1='urn:e' tns0:f='g' \
                    xmlns:tns0='urn:f'/></tns1:d>".to_owned()),
         // Nesting, shallow or far past any limit.
-        2 => prop_oneof![4 => 1usize..60, 1 => 250usize..800].prop_map(|depth| format!(
+        2 => prop_oneof![8 => 1usize..60, 2 => 250usize..800, 1 => 3_000usize..5_000].prop_map(|depth| format!(
             "{}x{}",
             "<n xmlns='urn:n'>".repeat(depth),
             "</n>".repeat(depth)
@@ -150,6 +150,15 @@ fn stanza_text() -> impl Strategy<Value = String> {
         })
 }
 
+/// A chat message a server built in `namespace` (which need not be one XML can carry).
+fn built_chat(namespace: &str) -> Element {
+    let mut message = Element::builder("message", namespace)
+        .append(Element::builder("body", namespace).append("hi"))
+        .build();
+    message.set_attr(Namespace::NONE, xml_ncname!("type").to_owned(), "chat");
+    message
+}
+
 /// A stanza as the server hands it over: parsed from a drawn text, from a byte mutation of one
 /// that still parses, or built with text XML forbids (which only a server's builder can make).
 fn stanza() -> impl Strategy<Value = Element> {
@@ -167,20 +176,34 @@ fn stanza() -> impl Strategy<Value = Element> {
             String::from_utf8(bytes).ok()?.parse().ok()
         });
     let built = (
-        "[\u{1}-\u{8}\u{b}\u{c}\u{e}-\u{1f}\u{fffe}a-z]{1,10}",
-        any::<bool>(),
+        "[\u{1}-\u{8}\u{b}\u{c}\u{e}-\u{1f}\u{fffe}a-z :]{1,10}",
+        0..5u8,
     )
-        .prop_map(|(bad, in_attribute)| {
-            let mut message: Element = "<message xmlns='jabber:client' type='chat' id='b1'>\
-                 <body/></message>"
-                .parse()
-                .unwrap();
-            if in_attribute {
-                message.set_attr(Namespace::NONE, xml_ncname!("id").to_owned(), bad);
-            } else {
-                message.append_text(bad);
+        .prop_map(|(bad, place)| {
+            let message = built_chat;
+            match place {
+                0 => {
+                    let mut message = message("jabber:client");
+                    message.set_attr(Namespace::NONE, xml_ncname!("id").to_owned(), bad);
+                    message
+                }
+                1 => {
+                    let mut message = message("jabber:client");
+                    message.append_text(bad);
+                    message
+                }
+                2 => {
+                    let mut message = message("jabber:client");
+                    message.append_child(Element::bare(bad, "urn:x"));
+                    message
+                }
+                3 => {
+                    let mut message = message("jabber:client");
+                    message.append_child(Element::bare("x", format!("urn:{bad}")));
+                    message
+                }
+                _ => message(&format!("jabber:client{bad}")),
             }
-            message
         });
     prop_oneof![6 => parsed, 3 => mutated, 1 => built]
 }
@@ -207,13 +230,42 @@ const RECIPIENTS: &[&str] = &[
     "kelvin@ßßßßßßßßßßßßßßßßßßßßßßßßßßßßßßßßßßßßßßßß.example",
 ];
 
+/// A JID drawn from pieces that trip normalisation: case, `ß` that grows a label past 63
+/// bytes, symbols that normalise twice, trailing dots, resources with `@` and `/`.
+fn tricky_jid(local: &'static str) -> impl Strategy<Value = Jid> {
+    let label = prop_oneof![
+        Just("example".to_owned()),
+        Just("EXAMPLE".to_owned()),
+        Just("x\u{3f9}".to_owned()),
+        (1usize..64).prop_map(|n| "ß".repeat(n)),
+    ];
+    let resource = prop::option::of(prop::sample::select(&["r", "Balcony", "a@b/c", "ß"][..]));
+    (label, any::<bool>(), resource).prop_filter_map("not a JID", move |(label, dot, resource)| {
+        let dot = if dot { "." } else { "" };
+        let resource = resource.map_or(String::new(), |r| format!("/{r}"));
+        Jid::new(&format!("{local}@{label}.com{dot}{resource}")).ok()
+    })
+}
+
 /// A message as the server routes it: stanza, sender, recipient.
-fn routed() -> impl Strategy<Value = (Element, &'static str, &'static str)> {
+fn routed() -> impl Strategy<Value = (Element, Jid, Jid)> {
+    let fixed = |jids: &'static [&'static str]| {
+        prop::sample::select(jids).prop_map(|jid| Jid::new(jid).unwrap())
+    };
     (
         stanza(),
-        prop::sample::select(SENDERS),
-        prop::sample::select(RECIPIENTS),
+        prop_oneof![fixed(SENDERS), tricky_jid("romeo")],
+        prop_oneof![fixed(RECIPIENTS), tricky_jid("juliet")],
     )
+}
+
+/// The body texts of a stanza, in order.
+fn bodies(stanza: &Element) -> Vec<String> {
+    stanza
+        .children()
+        .filter(|child| child.name() == "body")
+        .map(Element::text)
+        .collect()
 }
 
 /// Writes an element the module handed back, and parses it again.
@@ -244,15 +296,16 @@ async fn module(store: Arc<MemBackend>, options: ModuleOptions) -> OfflineModule
 
 /// Routes the messages, then checks what came back and what is delivered.
 async fn route_and_deliver(
-    messages: Vec<(Element, &'static str, &'static str)>,
+    messages: Vec<(Element, Jid, Jid)>,
     options: ModuleOptions,
 ) -> Result<(), TestCaseError> {
     let store = Arc::new(MemBackend::new());
+    let max_depth = options.max_stanza_depth;
     let module = module(Arc::clone(&store), options).await;
-    let mut stored: BTreeMap<UserKey, usize> = BTreeMap::new();
+    // What each queue must deliver: the canonical sender and the bodies, in order.
+    let mut stored: BTreeMap<UserKey, Vec<(String, Vec<String>)>> = BTreeMap::new();
     for (message, from, to) in &messages {
-        let (from, to) = (Jid::new(from).unwrap(), Jid::new(to).unwrap());
-        match module.offline_message(&from, &to, message).await {
+        match module.offline_message(from, to, message).await {
             Disposition::Stored {
                 notify_sender,
                 duplicate,
@@ -260,23 +313,31 @@ async fn route_and_deliver(
                 if let Some(event) = notify_sender {
                     writes_and_parses_back("an offline event", &event)?;
                 }
+                prop_assert!(
+                    depth_within(message, max_depth),
+                    "a message deeper than {} levels was stored",
+                    max_depth
+                );
                 if !duplicate {
-                    let key = UserKey::try_from(&to).map_err(|e| {
+                    let key = UserKey::try_from(to).map_err(|e| {
                         TestCaseError::fail(format!("stored for {to}, keyless: {e}"))
                     })?;
-                    *stored.entry(key).or_default() += 1;
+                    let sender = canonical_jid(from)
+                        .map_err(|e| TestCaseError::fail(format!("stored from {from}: {e}")))?;
+                    let entry = (sender.as_str().to_owned(), bodies(message));
+                    stored.entry(key).or_default().push(entry);
                 }
             }
             Disposition::Refused(reply) => writes_and_parses_back("a refusal", &reply)?,
             Disposition::NotHandled => {
-                let bounce = module.instrumentation().bounce(&from, &to, message);
+                let bounce = module.instrumentation().bounce(from, to, message);
                 writes_and_parses_back("a bounce", &bounce)?;
             }
             Disposition::Dropped => {}
         }
         writes_and_parses_back(
             "a user-not-found reply",
-            &user_not_found_reply(&from, &to, message),
+            &user_not_found_reply(from, to, message),
         )?;
         for user in stored.keys() {
             let held = store.count_messages(user).await.unwrap().messages;
@@ -289,7 +350,7 @@ async fn route_and_deliver(
             );
         }
     }
-    for (user, count) in stored {
+    for (user, expected) in stored {
         prop_assert_eq!(
             user.to_string().parse::<UserKey>().ok(),
             Some(user.clone()),
@@ -297,10 +358,14 @@ async fn route_and_deliver(
         );
         let session = Jid::new(&format!("{user}/session")).unwrap();
         let deliveries = module.resend_offline_messages(&session).await.unwrap();
+        let delivered: Vec<(String, Vec<String>)> = deliveries
+            .iter()
+            .map(|d| (d.from.as_str().to_owned(), bodies(&d.stanza)))
+            .collect();
         prop_assert_eq!(
-            deliveries.len(),
-            count,
-            "messages stored for {} were not delivered",
+            delivered,
+            expected,
+            "what was stored for {} is not what is delivered",
             user
         );
         for delivery in deliveries {
@@ -312,6 +377,9 @@ async fn route_and_deliver(
             );
         }
     }
+    // One JID, one queue: nothing is left in a queue no form of the recipients named.
+    let stranded = store.list_users(None, None, 10).await.unwrap();
+    prop_assert!(stranded.is_empty(), "messages stranded in {:?}", stranded);
     Ok(())
 }
 
@@ -598,4 +666,68 @@ async fn the_refusal_of_an_unwritable_stanza_writes() {
     let written = String::from(&reply);
     assert!(written.contains("bad-request"), "{written}");
     assert!(!written.contains('\u{1}') && !written.contains('\u{7}'));
+}
+
+/// A depth limit set in code is held to the same range as one read from TOML: above the
+/// hard limit, a message could be stored and then not delivered.
+#[tokio::test]
+async fn a_depth_limit_out_of_range_is_refused_at_build() {
+    for depth in [0, 1, 257, usize::MAX] {
+        let options = ModuleOptions {
+            max_stanza_depth: depth,
+            ..ModuleOptions::default()
+        };
+        let built = OfflineModule::builder("localhost", Arc::new(MemBackend::new()))
+            .options(options)
+            .build()
+            .await;
+        let Err(offline_module::ModuleError::Config(err)) = built else {
+            panic!("max_stanza_depth = {depth} must be refused");
+        };
+        assert_eq!(err.key, "modules.mod_offline.max_stanza_depth");
+    }
+}
+
+/// A stanza a server built with a name or namespace XML cannot carry is refused or bounced,
+/// and every reply writes.
+#[tokio::test]
+async fn unwritable_names_and_namespaces_get_writable_replies() {
+    let module = module(Arc::new(MemBackend::new()), ModuleOptions::default()).await;
+    let (romeo, juliet) = (jid("romeo@example.net/r"), jid("juliet@example.com"));
+    let chat = built_chat;
+    let mut bad_child = chat("jabber:client");
+    bad_child.append_child(Element::bare("bad name", "urn:x"));
+    let mut bad_namespace = chat("jabber:client");
+    bad_namespace.append_child(Element::bare("x", "urn:\u{1}"));
+    for message in [bad_child, bad_namespace, chat("jabber:client\u{1}")] {
+        match module.offline_message(&romeo, &juliet, &message).await {
+            Disposition::Refused(reply) => writes_and_parses_back("a refusal", &reply).unwrap(),
+            Disposition::NotHandled => {
+                let bounce = module.instrumentation().bounce(&romeo, &juliet, &message);
+                writes_and_parses_back("a bounce", &bounce).unwrap();
+            }
+            other => panic!("an unwritable stanza was {other:?}"),
+        }
+        let reply = user_not_found_reply(&romeo, &juliet, &message);
+        writes_and_parses_back("a user-not-found reply", &reply).unwrap();
+    }
+}
+
+/// A recipient without a localpart owns no queue: the message is not handled, whatever else
+/// is wrong with it.
+#[tokio::test]
+async fn a_domain_recipient_is_not_handled() {
+    let module = module(Arc::new(MemBackend::new()), ModuleOptions::default()).await;
+    let deep = stanza_of(&format!(
+        "<message xmlns='jabber:client' type='chat'>{}x{}</message>",
+        "<n xmlns='urn:n'>".repeat(100),
+        "</n>".repeat(100)
+    ));
+    let domain = jid(&format!("{}.example", "ß".repeat(40)));
+    for to in [jid("example.com"), domain] {
+        let outcome = module
+            .offline_message(&jid("romeo@example.net/r"), &to, &deep)
+            .await;
+        assert_eq!(outcome, Disposition::NotHandled, "to {to}");
+    }
 }

@@ -87,7 +87,10 @@ impl Msg {
                     format!("K{}", k - 1)
                 }
             }),
-            permanent_fields: (self.id % 4 == 0).then(|| self.id.to_be_bytes().to_vec()),
+            permanent_fields: self
+                .id
+                .is_multiple_of(4)
+                .then(|| self.id.to_be_bytes().to_vec()),
         }
     }
 }

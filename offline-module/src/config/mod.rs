@@ -166,8 +166,8 @@ impl TryFrom<String> for RuleName {
 #[serde(try_from = "String")]
 pub enum BackendKind {
     /// `"mnesia"`, MongooseIM's default: a disc-backed table there, so here the embedded
-    /// persistent backend once it is built in. Until then messages are kept in memory and the
-    /// module warns at start that they do not survive a restart.
+    /// persistent backend (RocksDB, feature `rocksdb`). Built without it, messages are kept
+    /// in memory and the module warns at start that they do not survive a restart.
     Mnesia,
     /// `"memory"`: in memory, lost on restart; for tests, development and servers that accept
     /// the loss.
@@ -190,7 +190,7 @@ impl BackendKind {
     }
 
     /// The [`name`](offline_core::OfflineBackend::name)s of the stores that may serve this
-    /// kind: `mnesia` is served by the embedded persistent store, or in memory while that is
+    /// kind: `mnesia` is served by the embedded persistent store, or in memory when that is
     /// not built in.
     pub fn store_names(&self) -> &'static [&'static str] {
         match self {
@@ -221,14 +221,11 @@ impl TryFrom<String> for BackendKind {
 /// Where a backend keeps its data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageConfig {
-    /// In memory (`backend = "memory"`, and `"mnesia"` until the embedded persistent backend
-    /// is built in).
+    /// In memory (`backend = "memory"`).
     Memory,
-    /// A RocksDB directory (`modules.mod_offline.rocksdb.path`).
-    RocksDb {
-        /// The database directory.
-        path: PathBuf,
-    },
+    /// RocksDB (`backend = "rocksdb"` or `"mnesia"`), as `[modules.mod_offline.rocksdb]`
+    /// sets it up.
+    RocksDb(RocksDbSettings),
     /// A relational database.
     Rdbms {
         /// How to connect.
@@ -237,6 +234,40 @@ pub enum StorageConfig {
         /// outgoing pool's `workers`), if set.
         pool_size: Option<u32>,
     },
+}
+
+/// `[modules.mod_offline.rocksdb]`: where the embedded store lives and how it writes. Every
+/// key is optional.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RocksDbSettings {
+    /// `path`: the database directory (default `data/offline`, relative to the server's
+    /// working directory).
+    pub path: PathBuf,
+    /// `sync_writes`: acknowledge a write once it is on disk (default `true`); `false` is
+    /// faster and survives a process crash but not a power cut.
+    pub sync_writes: bool,
+    /// `block_cache_size`: bytes of read cache (default 64 MiB).
+    pub block_cache_bytes: u64,
+    /// `write_buffer_size`: bytes buffered in memory per column family before a flush
+    /// (default 32 MiB).
+    pub write_buffer_bytes: u64,
+    /// `max_open_files`: files kept open (default: all).
+    pub max_open_files: Option<u32>,
+    /// `compression`: `"lz4"` (default) or `"none"`.
+    pub compress: bool,
+}
+
+impl Default for RocksDbSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data/offline"),
+            sync_writes: true,
+            block_cache_bytes: 64 << 20,
+            write_buffer_bytes: 32 << 20,
+            max_open_files: None,
+            compress: true,
+        }
+    }
 }
 
 /// How to reach a relational database.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{
     BackendKind, ConfigError, HostConfig, ModuleOptions, OfflineConfig, RdbmsConnection,
-    RdbmsDriver, RdbmsFields, RuleName, StorageConfig,
+    RdbmsDriver, RdbmsFields, RocksDbSettings, RuleName, StorageConfig,
 };
 use offline_core::Domain;
 
@@ -65,7 +65,7 @@ struct RawModOffline {
     store_groupchat_messages: bool,
     #[serde(default)]
     trust_sender_delay: bool,
-    max_stanza_depth: Option<i64>,
+    max_stanza_depth: Option<toml::Value>,
     rocksdb: Option<RawRocksDb>,
     rdbms: Option<RawRdbms>,
 }
@@ -74,10 +74,65 @@ fn default_backend() -> BackendKind {
     BackendKind::Mnesia
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRocksDb {
-    path: PathBuf,
+    path: Option<PathBuf>,
+    sync_writes: Option<bool>,
+    block_cache_size: Option<i64>,
+    write_buffer_size: Option<i64>,
+    max_open_files: Option<i64>,
+    compression: Option<String>,
+}
+
+impl RawRocksDb {
+    /// The settings, with defaults for what is not written; `key` is where the table is.
+    fn resolve(&self, key: &str) -> Result<RocksDbSettings, ConfigError> {
+        let defaults = RocksDbSettings::default();
+        let bytes = |name: &str, value: Option<i64>, default: u64| match value {
+            None => Ok(default),
+            Some(n) if n >= 1 << 20 => Ok(n as u64),
+            Some(n) => Err(ConfigError::new(
+                format!("{key}.{name}"),
+                format!("{n} is too small: expected a size in bytes of at least 1 MiB"),
+            )),
+        };
+        let max_open_files = match self.max_open_files {
+            None | Some(-1) => None,
+            Some(n) => Some(u32::try_from(n).ok().filter(|&n| n >= 16).ok_or_else(|| {
+                ConfigError::new(
+                    format!("{key}.max_open_files"),
+                    format!("{n} is not a file count: expected -1 (all) or at least 16"),
+                )
+            })?),
+        };
+        let compress = match self.compression.as_deref() {
+            None | Some("lz4") => true,
+            Some("none") => false,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    format!("{key}.compression"),
+                    format!("unknown compression `{other}`, expected `lz4` or `none`"),
+                ));
+            }
+        };
+        Ok(RocksDbSettings {
+            path: self.path.clone().unwrap_or(defaults.path),
+            sync_writes: self.sync_writes.unwrap_or(defaults.sync_writes),
+            block_cache_bytes: bytes(
+                "block_cache_size",
+                self.block_cache_size,
+                defaults.block_cache_bytes,
+            )?,
+            write_buffer_bytes: bytes(
+                "write_buffer_size",
+                self.write_buffer_size,
+                defaults.write_buffer_bytes,
+            )?,
+            max_open_files,
+            compress,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -272,7 +327,7 @@ impl<'a> Sections<'a> {
                     backend: raw.backend,
                     store_groupchat_messages: raw.store_groupchat_messages,
                     trust_sender_delay: raw.trust_sender_delay,
-                    max_stanza_depth: max_stanza_depth(raw.max_stanza_depth, &module_key)?,
+                    max_stanza_depth: max_stanza_depth(&raw.max_stanza_depth, &module_key)?,
                 };
                 (Some(options), Some(storage))
             }
@@ -313,16 +368,15 @@ impl<'a> Sections<'a> {
     /// Where the configured backend keeps its data; `module_key` is where `raw` is written.
     fn storage(&self, raw: &RawModOffline, module_key: &str) -> Result<StorageConfig, ConfigError> {
         match raw.backend {
-            BackendKind::Mnesia | BackendKind::Memory => Ok(StorageConfig::Memory),
-            BackendKind::RocksDb => match &raw.rocksdb {
-                Some(rocksdb) => Ok(StorageConfig::RocksDb {
-                    path: rocksdb.path.clone(),
-                }),
-                None => Err(ConfigError::new(
-                    format!("{module_key}.rocksdb.path"),
-                    "required when backend = \"rocksdb\"",
-                )),
-            },
+            BackendKind::Memory => Ok(StorageConfig::Memory),
+            BackendKind::Mnesia | BackendKind::RocksDb => {
+                let key = format!("{module_key}.rocksdb");
+                let settings = match &raw.rocksdb {
+                    Some(rocksdb) => rocksdb.resolve(&key)?,
+                    None => RawRocksDb::default().resolve(&key)?,
+                };
+                Ok(StorageConfig::RocksDb(settings))
+            }
             BackendKind::Rdbms => {
                 let (tag, url, pool_size) = match &raw.rdbms {
                     Some(rdbms) => (rdbms.pool.as_str(), rdbms.url.clone(), rdbms.pool_size),
@@ -362,16 +416,22 @@ impl<'a> Sections<'a> {
     }
 }
 
-/// `max_stanza_depth`, between 2 (a message and its body) and [`MAX_DEPTH_LIMIT`].
-fn max_stanza_depth(raw: Option<i64>, module_key: &str) -> Result<usize, ConfigError> {
-    let Some(depth) = raw else {
-        return Ok(DEFAULT_MAX_DEPTH);
+/// `max_stanza_depth`: an integer between 2 (a message and its body) and
+/// [`MAX_DEPTH_LIMIT`].
+fn max_stanza_depth(raw: &Option<toml::Value>, module_key: &str) -> Result<usize, ConfigError> {
+    let depth = match raw {
+        None => return Ok(DEFAULT_MAX_DEPTH),
+        Some(toml::Value::Integer(depth)) => usize::try_from(*depth).ok(),
+        Some(_) => None,
     };
-    match usize::try_from(depth) {
-        Ok(depth) if (2..=MAX_DEPTH_LIMIT).contains(&depth) => Ok(depth),
+    match depth {
+        Some(depth) if (2..=MAX_DEPTH_LIMIT).contains(&depth) => Ok(depth),
         _ => Err(ConfigError::new(
             format!("{module_key}.max_stanza_depth"),
-            format!("{depth} is not a depth limit: expected 2 to {MAX_DEPTH_LIMIT}"),
+            format!(
+                "{} is not a depth limit: expected an integer from 2 to {MAX_DEPTH_LIMIT}",
+                raw.as_ref().map_or(String::new(), ToString::to_string)
+            ),
         )),
     }
 }

@@ -10,7 +10,10 @@ fn error(toml: &str) -> ConfigError {
 fn defaults_are_mongooseims() {
     let config = OfflineConfig::from_toml_str("[modules.mod_offline]").unwrap();
     assert_eq!(config.global.module, Some(ModuleOptions::default()));
-    assert_eq!(config.global.storage, Some(StorageConfig::Memory));
+    assert_eq!(
+        config.global.storage,
+        Some(StorageConfig::RocksDb(RocksDbSettings::default()))
+    );
     let module = config.global.module.unwrap();
     assert_eq!(module.backend, BackendKind::Mnesia);
     assert_eq!(module.backend.store_names(), ["rocksdb", "mem"]);
@@ -50,6 +53,21 @@ fn wrong_values_name_their_key() {
             "invalid type: boolean `true`, expected an integer",
         ),
         (
+            "[modules.mod_offline]\nmax_stanza_depth = 48.0",
+            "modules.mod_offline.max_stanza_depth",
+            "48.0 is not a depth limit: expected an integer from 2 to 256",
+        ),
+        (
+            "[modules.mod_offline]\nmax_stanza_depth = 300",
+            "modules.mod_offline.max_stanza_depth",
+            "300 is not a depth limit",
+        ),
+        (
+            "[modules.mod_offline]\nmax_stanza_depth = 1",
+            "modules.mod_offline.max_stanza_depth",
+            "1 is not a depth limit",
+        ),
+        (
             "[modules.mod_offline]\nbackend = 1",
             "modules.mod_offline.backend",
             "invalid type: integer `1`",
@@ -80,9 +98,9 @@ fn wrong_values_name_their_key() {
             "unknown field `anything`",
         ),
         (
-            "[modules.mod_offline]\nbackend = \"rocksdb\"",
+            "[modules.mod_offline]\nbackend = \"rocksdb\"\nrocksdb.path = 3",
             "modules.mod_offline.rocksdb.path",
-            "required",
+            "invalid type: integer `3`",
         ),
         (
             "[modules.mod_offline]\nbackend = \"rdbms\"",
@@ -343,7 +361,7 @@ fn backend_names_map_to_stores() {
             "mnesia",
             BackendKind::Mnesia,
             &["rocksdb", "mem"][..],
-            StorageConfig::Memory,
+            StorageConfig::RocksDb(RocksDbSettings::default()),
         ),
         (
             "memory",
@@ -355,9 +373,10 @@ fn backend_names_map_to_stores() {
             "rocksdb\"\nrocksdb.path = \"data",
             BackendKind::RocksDb,
             &["rocksdb"],
-            StorageConfig::RocksDb {
+            StorageConfig::RocksDb(RocksDbSettings {
                 path: "data".into(),
-            },
+                ..RocksDbSettings::default()
+            }),
         ),
     ] {
         let text = format!("[modules.mod_offline]\nbackend = \"{written}\"");
@@ -390,5 +409,55 @@ fn rdbms_urls_name_their_driver() {
             !format!("{connection:?}").contains(url),
             "the URL is redacted"
         );
+    }
+}
+
+#[test]
+fn rocksdb_settings_are_read_and_checked() {
+    let config = OfflineConfig::from_toml_str(
+        "[modules.mod_offline]\nbackend = \"rocksdb\"\n[modules.mod_offline.rocksdb]\n\
+         path = \"/var/lib/offline\"\nsync_writes = false\nblock_cache_size = 268435456\n\
+         write_buffer_size = 16777216\nmax_open_files = 512\ncompression = \"none\"",
+    )
+    .unwrap();
+    assert_eq!(
+        config.global.storage,
+        Some(StorageConfig::RocksDb(RocksDbSettings {
+            path: "/var/lib/offline".into(),
+            sync_writes: false,
+            block_cache_bytes: 256 << 20,
+            write_buffer_bytes: 16 << 20,
+            max_open_files: Some(512),
+            compress: false,
+        }))
+    );
+    for (bad, key, message) in [
+        (
+            "block_cache_size = 10",
+            "block_cache_size",
+            "at least 1 MiB",
+        ),
+        (
+            "max_open_files = 3",
+            "max_open_files",
+            "expected -1 (all) or at least 16",
+        ),
+        (
+            "compression = \"zstd\"",
+            "compression",
+            "expected `lz4` or `none`",
+        ),
+        ("sync_writes = \"yes\"", "sync_writes", "invalid type"),
+        ("colour = \"blue\"", "colour", "unknown field"),
+    ] {
+        let text = format!("[modules.mod_offline]\n[modules.mod_offline.rocksdb]\n{bad}");
+        let err = error(&text);
+        assert!(
+            err.key
+                .ends_with(&format!("modules.mod_offline.rocksdb.{key}"))
+                || err.key == "modules.mod_offline.rocksdb" && key == "colour",
+            "{bad}: {err:?}"
+        );
+        assert!(err.message.contains(message), "{bad}: {err}");
     }
 }

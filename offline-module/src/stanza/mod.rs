@@ -76,7 +76,7 @@ pub fn depth_within(element: &Element, limit: usize) -> bool {
 pub(crate) fn shell(element: &Element, writable_only: bool) -> Element {
     let mut shell = Element::builder(element.name(), element.ns()).build();
     for ((namespace, name), value) in element.attrs().iter() {
-        if !writable_only || xml_text(value) {
+        if !writable_only || (xml_text(namespace) && xml_text(value)) {
             shell.set_attr(namespace.clone(), name.clone(), value.as_str());
         }
     }
@@ -101,9 +101,9 @@ pub(crate) fn plain_copy(element: &Element, drop_child: &dyn Fn(&Element) -> boo
     copy
 }
 
-/// Serialises a plain copy ([`plain_copy`]), or `None` if it holds text XML cannot carry
-/// (characters XML forbids, which only a stanza built by a server rather than parsed can
-/// hold). Writability is checked first: nothing here relies on catching a panic.
+/// Serialises a plain copy ([`plain_copy`]), or `None` if it holds a name, namespace or text
+/// XML cannot carry (which only a stanza built by a server rather than parsed can hold).
+/// Writability is checked first: nothing here relies on catching a panic.
 pub(crate) fn serialize(plain: &Element) -> Option<String> {
     if !writable(plain) {
         return None;
@@ -121,11 +121,45 @@ pub(crate) fn xml_text(text: &str) -> bool {
     })
 }
 
-/// Whether every text and attribute value holds only characters XML 1.0 allows.
-pub(crate) fn writable(element: &Element) -> bool {
-    element.attrs().iter().all(|(_, value)| xml_text(value))
+/// Whether `minidom`'s writer writes `element` (a plain copy, declaring no prefixes) without
+/// failing: every name an NCName, every namespace, text and attribute value made of
+/// characters XML 1.0 allows. Recursive: call it within a depth limit.
+fn writable(element: &Element) -> bool {
+    NcNameStr::from_str(element.name()).is_ok()
+        && xml_text(&element.ns())
+        && element
+            .attrs()
+            .iter()
+            .all(|((namespace, _), value)| xml_text(namespace) && xml_text(value))
         && element.nodes().all(|node| match node {
             Node::Element(child) => writable(child),
             Node::Text(text) => xml_text(text),
         })
+}
+
+/// A copy of `element` that `minidom`'s writer writes without panicking, or `None` if there is
+/// none: `element` nests deeper than `max_depth` (checked without recursion first), or holds a
+/// name, namespace or text XML cannot carry. The copy declares no prefixes, so prefixes a
+/// parsed stanza redeclares in ways the writer rejects are gone, and the writer makes its own.
+///
+/// A server writing stanzas it parsed itself can guard its writer with it, as the module does:
+///
+/// ```
+/// use offline_module::minidom::Element;
+/// use offline_module::stanza::{DEFAULT_MAX_DEPTH, writable_copy};
+///
+/// let parsed: Element = "<message xmlns='jabber:client' xmlns:p='urn:p'><composing \
+///     xmlns='http://jabber.org/protocol/chatstates' xmlns:tns0='urn:z' p:a='1'/></message>"
+///     .parse()?;
+/// // String::from(&parsed) would panic: the writer's own `tns0` clashes with the declared one.
+/// let copy = writable_copy(&parsed, DEFAULT_MAX_DEPTH).expect("writable");
+/// assert!(String::from(&copy).contains("composing"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn writable_copy(element: &Element, max_depth: usize) -> Option<Element> {
+    if !depth_within(element, max_depth.min(MAX_DEPTH_LIMIT)) {
+        return None;
+    }
+    let copy = plain_copy(element, &|_| false);
+    writable(&copy).then_some(copy)
 }

@@ -4,7 +4,9 @@ use jid::Jid;
 use minidom::Element;
 use minidom::rxml::xml_ncname;
 
-use super::{MAX_DEPTH_LIMIT, depth_within, ns, plain_copy, set_attr, shell, writable, xml_text};
+use minidom::rxml::NcNameStr;
+
+use super::{MAX_DEPTH_LIMIT, ns, set_attr, shell, writable_copy, xml_text};
 
 /// A stanza error as MongooseIM writes it: legacy `code`, `type`, the defined condition and a
 /// human-readable text.
@@ -115,13 +117,10 @@ impl StanzaError {
 pub fn error_reply(from: &Jid, to: &Jid, original: &Element, error: &StanzaError) -> Element {
     let mut reply = reply_head(from, to, original);
     set_attr(&mut reply, xml_ncname!("type"), "error");
-    reply.append_child(error.to_element(&original.ns()));
-    if depth_within(original, MAX_DEPTH_LIMIT) {
-        let copy = plain_copy(original, &|_| false);
-        if writable(&copy) {
-            for node in copy.nodes() {
-                reply.append_node(node.clone());
-            }
+    reply.append_child(error.to_element(&reply.ns()));
+    if let Some(copy) = writable_copy(original, MAX_DEPTH_LIMIT) {
+        for node in copy.nodes() {
+            reply.append_node(node.clone());
         }
     }
     reply
@@ -160,9 +159,14 @@ pub fn offline_event(from: &Jid, to: &Jid, message: &Element) -> Element {
 }
 
 /// A childless copy of a stanza routed `from` → `to`, addressed back: `from` and `to` swapped,
-/// every other attribute XML can carry kept.
+/// every other attribute XML can carry kept. A stanza whose own name or namespace XML cannot
+/// carry (a server built it so) is answered as a `jabber:client` message.
 fn reply_head(from: &Jid, to: &Jid, original: &Element) -> Element {
-    let mut reply = shell(original, true);
+    let mut reply = if NcNameStr::from_str(original.name()).is_ok() && xml_text(&original.ns()) {
+        shell(original, true)
+    } else {
+        Element::bare("message", ns::CLIENT)
+    };
     set_attr(&mut reply, xml_ncname!("from"), to.as_str());
     set_attr(&mut reply, xml_ncname!("to"), from.as_str());
     reply

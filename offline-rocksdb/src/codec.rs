@@ -1,0 +1,199 @@
+//! How values are written: messages, queue statistics and the seq high-water mark.
+
+use offline_core::{NewMessage, QueueStats};
+
+/// The first byte of every encoded message; a different one is another format.
+const MESSAGE_FORMAT: u8 = 1;
+
+/// A stored value that does not decode: the store is damaged.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt {what} in the RocksDB store")]
+pub(crate) struct Corrupt {
+    what: &'static str,
+}
+
+impl Corrupt {
+    pub(crate) fn new(what: &'static str) -> Self {
+        Self { what }
+    }
+}
+
+fn push_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Every text is at most 1 MiB (the contract's limit), so its length fits a u32.
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn push_optional(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(bytes) => {
+            out.push(1);
+            push_bytes(out, bytes);
+        }
+        None => out.push(0),
+    }
+}
+
+/// A message as the `messages` column family holds it.
+pub(crate) fn encode_message(message: &NewMessage) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(message.packet.len() + message.from.len() + message.to.len() + 48);
+    out.push(MESSAGE_FORMAT);
+    out.extend_from_slice(&message.timestamp.to_be_bytes());
+    match message.expire {
+        Some(expire) => {
+            out.push(1);
+            out.extend_from_slice(&expire.to_be_bytes());
+        }
+        None => out.push(0),
+    }
+    push_bytes(&mut out, message.from.as_bytes());
+    push_bytes(&mut out, message.to.as_bytes());
+    push_bytes(&mut out, message.packet.as_bytes());
+    push_optional(&mut out, message.dedupe_key.as_deref().map(str::as_bytes));
+    push_optional(&mut out, message.permanent_fields.as_deref());
+    out
+}
+
+/// Reads encoded fields front to back.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = u32::from_be_bytes(self.take(4)?.try_into().ok()?);
+        self.take(usize::try_from(len).ok()?)
+    }
+
+    fn text(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+
+    fn optional<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        match self.byte()? {
+            0 => Some(None),
+            1 => read(self).map(Some),
+            _ => None,
+        }
+    }
+}
+
+/// The message a `messages` value holds.
+pub(crate) fn decode_message(value: &[u8]) -> Result<NewMessage, Corrupt> {
+    let corrupt = || Corrupt::new("message");
+    let mut reader = Reader(value);
+    if reader.byte() != Some(MESSAGE_FORMAT) {
+        return Err(corrupt());
+    }
+    let message = (|| {
+        Some(NewMessage {
+            timestamp: reader.i64()?,
+            expire: reader.optional(Reader::i64)?,
+            from: reader.text()?,
+            to: reader.text()?,
+            packet: reader.text()?,
+            dedupe_key: reader.optional(Reader::text)?,
+            permanent_fields: reader.optional(|r| r.bytes().map(<[u8]>::to_vec))?,
+        })
+    })()
+    .ok_or_else(corrupt)?;
+    if !reader.0.is_empty() {
+        return Err(corrupt());
+    }
+    Ok(message)
+}
+
+/// A `users` value: what the queue holds.
+pub(crate) fn encode_stats(stats: QueueStats) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&stats.messages.to_be_bytes());
+    out[8..].copy_from_slice(&stats.bytes.to_be_bytes());
+    out
+}
+
+/// The statistics a `users` value holds.
+pub(crate) fn decode_stats(value: &[u8]) -> Result<QueueStats, Corrupt> {
+    let mut reader = Reader(value);
+    let stats = (|| {
+        Some(QueueStats {
+            messages: reader.u64()?,
+            bytes: reader.u64()?,
+        })
+    })();
+    match stats {
+        Some(stats) if reader.0.is_empty() => Ok(stats),
+        _ => Err(Corrupt::new("queue statistics")),
+    }
+}
+
+/// A big-endian `u64` value (a seq, the high-water mark, the format version).
+pub(crate) fn decode_u64(value: &[u8], what: &'static str) -> Result<u64, Corrupt> {
+    value
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| Corrupt::new(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn messages_read_back_as_written(
+            timestamp in any::<i64>(),
+            expire in any::<Option<i64>>(),
+            from in ".{0,20}",
+            to in ".{0,20}",
+            packet in ".{0,200}",
+            dedupe_key in prop::option::of(".{0,20}"),
+            permanent_fields in prop::option::of(prop::collection::vec(any::<u8>(), 0..20)),
+        ) {
+            let message = NewMessage { timestamp, expire, from, to, packet, dedupe_key, permanent_fields };
+            prop_assert_eq!(decode_message(&encode_message(&message)).unwrap(), message);
+        }
+
+        #[test]
+        fn damaged_values_are_refused_not_misread(cut in 0usize..60, flip in 0usize..60) {
+            let message = NewMessage::new(7, "a@b/c", "d@e", "<message/>").dedupe_key("k");
+            let encoded = encode_message(&message);
+            let truncated = &encoded[..cut.min(encoded.len() - 1)];
+            prop_assert!(decode_message(truncated).is_err());
+            let mut flipped = encoded.clone();
+            let at = flip % flipped.len();
+            flipped[at] ^= 0x80;
+            if let Ok(read) = decode_message(&flipped) {
+                prop_assert_ne!(read, message);
+            }
+        }
+    }
+
+    #[test]
+    fn stats_read_back() {
+        let stats = QueueStats {
+            messages: 3,
+            bytes: u64::MAX,
+        };
+        assert_eq!(decode_stats(&encode_stats(stats)).unwrap(), stats);
+        assert!(decode_stats(&[1, 2, 3]).is_err());
+    }
+}
