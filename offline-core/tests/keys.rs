@@ -91,6 +91,27 @@ fn check_key_rules(input: &str) -> Result<(), TestCaseError> {
             canonical.as_str(),
             "canonical_jid is not idempotent"
         );
+        // A domain's trailing dot changes nothing else, the resource least of all.
+        let (bare, resource) = input
+            .split_once('/')
+            .map_or((input, None), |(bare, resource)| (bare, Some(resource)));
+        let bare = bare.strip_suffix('.').unwrap_or(bare);
+        let forms = match resource {
+            Some(resource) => [format!("{bare}./{resource}"), format!("{bare}/{resource}")],
+            None => [format!("{bare}."), bare.to_owned()],
+        };
+        for form in forms {
+            let Some(other) = Jid::new(&form).ok().and_then(|j| canonical_jid(&j).ok()) else {
+                continue;
+            };
+            prop_assert_eq!(
+                other.as_str(),
+                canonical.as_str(),
+                "{:?} and {:?} are one JID",
+                form,
+                input
+            );
+        }
     }
     Ok(())
 }
@@ -108,6 +129,13 @@ proptest! {
 
     #[test]
     fn tricky_jids_key_one_queue(input in tricky_jid()) {
+        check_key_rules(&input)?;
+    }
+
+    #[test]
+    fn plain_jids_key_one_queue(
+        input in "[a-z0-9]{1,6}@[a-z]{1,6}\\.[a-z]{2,4}\\.?(/[a-zA-Z0-9@/]{1,8})?",
+    ) {
         check_key_rules(&input)?;
     }
 
