@@ -1,41 +1,59 @@
 //! How values are written: messages, queue statistics and the seq high-water mark.
 
-use offline_core::{NewMessage, QueueStats};
+use offline_core::{NewMessage, OfflineError, QueueStats};
 
 /// The first byte of every encoded message; a different one is another format.
 const MESSAGE_FORMAT: u8 = 1;
 
 /// A stored value that does not decode: the store is damaged.
 #[derive(Debug, thiserror::Error)]
-#[error("corrupt {what} in the RocksDB store")]
+#[error("corrupt {what} in the RocksDB store{}", at.as_ref().map_or(String::new(), |at| format!(" ({at})")))]
 pub(crate) struct Corrupt {
     what: &'static str,
+    at: Option<String>,
 }
 
 impl Corrupt {
     pub(crate) fn new(what: &'static str) -> Self {
-        Self { what }
+        Self { what, at: None }
+    }
+
+    /// The same, saying where it was found.
+    pub(crate) fn at(self, at: String) -> Self {
+        Self {
+            at: Some(at),
+            ..self
+        }
     }
 }
 
-fn push_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    // Every text is at most 1 MiB (the contract's limit), so its length fits a u32.
-    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+fn push_bytes(out: &mut Vec<u8>, field: &str, bytes: &[u8]) -> Result<(), OfflineError> {
+    let len = u32::try_from(bytes.len()).map_err(|_| {
+        OfflineError::invalid_input(format!(
+            "{field} is {} bytes long, more than the RocksDB store takes (4 GiB)",
+            bytes.len()
+        ))
+    })?;
+    out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(bytes);
+    Ok(())
 }
 
-fn push_optional(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+fn push_optional(out: &mut Vec<u8>, field: &str, bytes: Option<&[u8]>) -> Result<(), OfflineError> {
     match bytes {
         Some(bytes) => {
             out.push(1);
-            push_bytes(out, bytes);
+            push_bytes(out, field, bytes)
         }
-        None => out.push(0),
+        None => {
+            out.push(0);
+            Ok(())
+        }
     }
 }
 
 /// A message as the `messages` column family holds it.
-pub(crate) fn encode_message(message: &NewMessage) -> Vec<u8> {
+pub(crate) fn encode_message(message: &NewMessage) -> Result<Vec<u8>, OfflineError> {
     let mut out =
         Vec::with_capacity(message.packet.len() + message.from.len() + message.to.len() + 48);
     out.push(MESSAGE_FORMAT);
@@ -47,12 +65,17 @@ pub(crate) fn encode_message(message: &NewMessage) -> Vec<u8> {
         }
         None => out.push(0),
     }
-    push_bytes(&mut out, message.from.as_bytes());
-    push_bytes(&mut out, message.to.as_bytes());
-    push_bytes(&mut out, message.packet.as_bytes());
-    push_optional(&mut out, message.dedupe_key.as_deref().map(str::as_bytes));
-    push_optional(&mut out, message.permanent_fields.as_deref());
-    out
+    push_bytes(&mut out, "from", message.from.as_bytes())?;
+    push_bytes(&mut out, "to", message.to.as_bytes())?;
+    push_bytes(&mut out, "packet", message.packet.as_bytes())?;
+    let dedupe_key = message.dedupe_key.as_deref().map(str::as_bytes);
+    push_optional(&mut out, "dedupe_key", dedupe_key)?;
+    push_optional(
+        &mut out,
+        "permanent_fields",
+        message.permanent_fields.as_deref(),
+    )?;
+    Ok(out)
 }
 
 /// Reads encoded fields front to back.
@@ -169,13 +192,13 @@ mod tests {
             permanent_fields in prop::option::of(prop::collection::vec(any::<u8>(), 0..20)),
         ) {
             let message = NewMessage { timestamp, expire, from, to, packet, dedupe_key, permanent_fields };
-            prop_assert_eq!(decode_message(&encode_message(&message)).unwrap(), message);
+            prop_assert_eq!(decode_message(&encode_message(&message).unwrap()).unwrap(), message);
         }
 
         #[test]
         fn damaged_values_are_refused_not_misread(cut in 0usize..60, flip in 0usize..60) {
             let message = NewMessage::new(7, "a@b/c", "d@e", "<message/>").dedupe_key("k");
-            let encoded = encode_message(&message);
+            let encoded = encode_message(&message).unwrap();
             let truncated = &encoded[..cut.min(encoded.len() - 1)];
             prop_assert!(decode_message(truncated).is_err());
             let mut flipped = encoded.clone();

@@ -25,7 +25,9 @@ pub struct RocksConfig {
     pub sync_writes: bool,
     /// Bytes of the block cache for reads (default 64 MiB).
     pub block_cache_bytes: usize,
-    /// Bytes written to memory before a flush to disk, per column family (default 32 MiB).
+    /// Bytes of writes held in memory before they are flushed to disk, all column families
+    /// together (default 64 MiB). The write-ahead log is capped at 256 MiB, which bounds the
+    /// time recovery takes after a crash.
     pub write_buffer_bytes: usize,
     /// Files RocksDB may keep open; `None` keeps all open (the default).
     pub max_open_files: Option<u32>,
@@ -44,14 +46,14 @@ pub enum Compression {
 }
 
 impl RocksConfig {
-    /// The defaults for a store at `path`: synchronous writes, a 64 MiB block cache, 32 MiB
-    /// write buffers, every file open, LZ4.
+    /// The defaults for a store at `path`: synchronous writes, a 64 MiB block cache, 64 MiB
+    /// of write buffers, every file open, LZ4.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
             sync_writes: true,
             block_cache_bytes: 64 << 20,
-            write_buffer_bytes: 32 << 20,
+            write_buffer_bytes: 64 << 20,
             max_open_files: None,
             compression: Compression::Lz4,
         }

@@ -1,9 +1,12 @@
 //! An embedded, persistent backend for `offline-core` on RocksDB: the default of a single-node
 //! server, and what MongooseIM's default `backend = "mnesia"` maps to.
 //!
-//! - Crash-safe: every call is one RocksDB write batch, acknowledged once it is in the
-//!   write-ahead log; with [`RocksConfig::sync_writes`] (the default) also once it is on disk.
-//!   A killed process loses no acknowledged write.
+//! - Crash-safe: every write, pop and removal by seq is one RocksDB write batch, acknowledged
+//!   once it is in the write-ahead log; with [`RocksConfig::sync_writes`] (the default) also
+//!   once it is on disk. Column families flush atomically. A killed process loses no
+//!   acknowledged write (a crash test kills a writer 20 times while memtables flush).
+//! - A damaged record is reported with the message's seq by the pop and fetch that meet it,
+//!   and removed by `remove_messages`, `remove_user` or `remove_domain` without decoding.
 //! - Seqs never repeat, not after a restart: the high-water mark is persisted with every batch
 //!   that stores messages.
 //! - The quota check and the insert are atomic within the process that owns the store (one

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use offline_core::{
-    Domain, NewMessage, PreparedBatch, QueueStats, Quota, Result, StoredMessage, UserKey,
-    WriteReport,
+    Domain, NewMessage, OfflineError, PreparedBatch, QueueStats, Quota, Result, StoredMessage,
+    UserKey, WriteReport,
 };
 use parking_lot::{Mutex, MutexGuard};
 use rocksdb::{
@@ -71,26 +71,67 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// The `max` merge of `u64` values: the seq high-water mark only goes up.
+/// The `max` merge of `u64` values: the seq high-water mark only goes up, in whatever order
+/// batches commit. A value that does not decode fails the merge, so RocksDB reports the
+/// corruption instead of the mark going back.
 fn merge_max(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
-    let read = |value: &[u8]| codec::decode_u64(value, "seq high-water mark").ok();
-    let highest = existing
-        .into_iter()
-        .chain(operands.iter())
-        .filter_map(read)
-        .max()?;
+    let mut highest = 0;
+    for value in existing.into_iter().chain(operands.iter()) {
+        highest = highest.max(codec::decode_u64(value, "seq high-water mark").ok()?);
+    }
     Some(highest.to_be_bytes().to_vec())
+}
+
+/// Checks that an existing directory holds an offline store of this format, before anything
+/// is written to it.
+fn check_existing(path: &Path, families: &[String]) -> Result<(), OpenError> {
+    let has_meta = families.iter().any(|family| family == META);
+    let db = DB::open_cf_for_read_only(&Options::default(), path, families, false)
+        .map_err(|e| OpenError::from_rocksdb(path, e))?;
+    if !has_meta {
+        return Err(OpenError::NotAnOfflineStore {
+            path: path.to_owned(),
+        });
+    }
+    let format = db
+        .cf_handle(META)
+        .map(|meta| db.get_pinned_cf(meta, FORMAT_KEY))
+        .transpose()
+        .map_err(|e| OpenError::from_rocksdb(path, e))?
+        .flatten();
+    match format.map(|value| codec::decode_u64(&value, "format version")) {
+        None | Some(Ok(FORMAT_VERSION)) => Ok(()),
+        Some(Ok(found)) => Err(OpenError::IncompatibleFormat {
+            path: path.to_owned(),
+            found,
+            expected: FORMAT_VERSION,
+        }),
+        Some(Err(e)) => Err(OpenError::Corrupted {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        }),
+    }
 }
 
 impl Store {
     /// Opens (creating if needed) the store `config` names.
     pub(crate) fn open(config: &RocksConfig) -> Result<Self, OpenError> {
         let path = config.path.as_path();
+        if let Ok(families) = DB::list_cf(&Options::default(), path) {
+            check_existing(path, &families)?;
+        }
         let mut options = Options::default();
-        // A new store gets its column families; an existing one must have them all already.
-        let exists = DB::list_cf(&options, path).is_ok();
         options.create_if_missing(true);
-        options.create_missing_column_families(!exists);
+        options.create_missing_column_families(true);
+        // Memtables of every family together; the write-ahead log is kept short, so that
+        // recovery after a crash is quick, and RocksDB's own logs do not pile up.
+        options.set_db_write_buffer_size(config.write_buffer_bytes);
+        options.set_max_total_wal_size(256 << 20);
+        options.set_keep_log_file_num(4);
+        // The column families flush together, so that after a crash the write-ahead log never
+        // has to be replayed for some families and not others (which RocksDB reports as
+        // "SST file contains data beyond the point of corruption").
+        options.set_atomic_flush(true);
         if let Some(files) = config.max_open_files {
             options.set_max_open_files(i32::try_from(files).unwrap_or(i32::MAX));
         }
@@ -101,7 +142,7 @@ impl Store {
             table.set_block_cache(&cache);
             table.set_bloom_filter(10.0, false);
             family.set_block_based_table_factory(&table);
-            family.set_write_buffer_size(config.write_buffer_bytes);
+            family.set_write_buffer_size(config.write_buffer_bytes / 2);
             family.set_compression_type(match config.compression {
                 Compression::Lz4 => DBCompressionType::Lz4,
                 Compression::None => DBCompressionType::None,
@@ -111,16 +152,8 @@ impl Store {
             }
             ColumnFamilyDescriptor::new(name, family)
         });
-        let db = DB::open_cf_descriptors(&options, path, families).map_err(|e| {
-            let foreign = e.kind() == rocksdb::ErrorKind::InvalidArgument
-                && e.to_string().contains("Column famil");
-            match foreign {
-                true => OpenError::NotAnOfflineStore {
-                    path: path.to_owned(),
-                },
-                false => OpenError::from_rocksdb(path, e),
-            }
-        })?;
+        let db = DB::open_cf_descriptors(&options, path, families)
+            .map_err(|e| OpenError::from_rocksdb(path, e))?;
         let store = Self {
             db,
             path: path.to_owned(),
@@ -129,13 +162,25 @@ impl Store {
             hasher: RandomState::new(),
             next_seq: AtomicU64::new(1),
         };
-        store.check_format()?;
+        let corrupted = |e: OfflineError| OpenError::Corrupted {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        };
+        if store
+            .meta_u64(FORMAT_KEY, "format version")
+            .map_err(corrupted)?
+            .is_none()
+        {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(store.cf(META), FORMAT_KEY, FORMAT_VERSION.to_be_bytes());
+            store
+                .db
+                .write_opt(batch, &store.write_options())
+                .map_err(|e| OpenError::from_rocksdb(path, e))?;
+        }
         let high_water = store
             .meta_u64(HIGH_WATER_KEY, "seq high-water mark")
-            .map_err(|e| OpenError::Corrupted {
-                path: path.to_owned(),
-                detail: e.to_string(),
-            })?
+            .map_err(corrupted)?
             .unwrap_or(0);
         store.next_seq.store(high_water + 1, Ordering::SeqCst);
         Ok(store)
@@ -144,32 +189,6 @@ impl Store {
     /// The database directory.
     pub(crate) fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Writes the format version into a new store, or checks an existing one's.
-    fn check_format(&self) -> Result<(), OpenError> {
-        let corrupted = |detail: String| OpenError::Corrupted {
-            path: self.path.clone(),
-            detail,
-        };
-        match self
-            .meta_u64(FORMAT_KEY, "format version")
-            .map_err(|e| corrupted(e.to_string()))?
-        {
-            Some(FORMAT_VERSION) => Ok(()),
-            Some(found) => Err(OpenError::IncompatibleFormat {
-                path: self.path.clone(),
-                found,
-                expected: FORMAT_VERSION,
-            }),
-            None => {
-                let mut batch = WriteBatch::default();
-                batch.put_cf(self.cf(META), FORMAT_KEY, FORMAT_VERSION.to_be_bytes());
-                self.db
-                    .write_opt(batch, &self.write_options())
-                    .map_err(|e| OpenError::from_rocksdb(&self.path, e))
-            }
-        }
     }
 
     fn meta_u64(&self, key: &[u8], what: &'static str) -> Result<Option<u64>> {
@@ -258,12 +277,9 @@ impl Store {
         user_prefix: &[u8],
         seq: u64,
         message: &NewMessage,
-    ) {
-        batch.put_cf(
-            self.cf(MESSAGES),
-            keys::message(user_prefix, seq),
-            codec::encode_message(message),
-        );
+    ) -> Result<()> {
+        let value = codec::encode_message(message)?;
+        batch.put_cf(self.cf(MESSAGES), keys::message(user_prefix, seq), value);
         batch.put_cf(
             self.cf(AGE),
             keys::domain_time(user, message.timestamp, seq),
@@ -284,18 +300,31 @@ impl Store {
                 seq.to_be_bytes(),
             );
         }
+        Ok(())
     }
 
-    /// Adds the removal of a message and its index entries to `batch`.
+    /// Adds the removal of a message (whose value is `value`, as stored) and, when the value
+    /// decodes, of its index entries to `batch`, and counts it out of `stats`. A value that
+    /// does not decode is removed all the same: its index entries are left behind, and every
+    /// reader of an index checks that the message is still there.
     fn delete_message(
         &self,
         batch: &mut WriteBatch,
         user: &UserKey,
         user_prefix: &[u8],
         seq: u64,
-        message: &NewMessage,
+        value: &[u8],
+        stats: &mut QueueStats,
     ) {
         batch.delete_cf(self.cf(MESSAGES), keys::message(user_prefix, seq));
+        let Ok(message) = codec::decode_message(value) else {
+            stats.messages = stats.messages.saturating_sub(1);
+            if stats.messages == 0 {
+                stats.bytes = 0;
+            }
+            return;
+        };
+        stats.remove(&message);
         batch.delete_cf(
             self.cf(AGE),
             keys::domain_time(user, message.timestamp, seq),
@@ -312,62 +341,73 @@ impl Store {
         }
     }
 
-    fn message(&self, user_prefix: &[u8], seq: u64) -> Result<Option<NewMessage>> {
+    /// The stored value of a user's message, if it is there.
+    fn raw_message(&self, user_prefix: &[u8], seq: u64) -> Result<Option<Vec<u8>>> {
         let key = keys::message(user_prefix, seq);
-        match self
+        let value = self
             .db
             .get_pinned_cf(self.cf(MESSAGES), key)
-            .map_err(backend)?
-        {
-            Some(value) => Ok(Some(codec::decode_message(&value)?)),
-            None => Ok(None),
-        }
+            .map_err(backend)?;
+        Ok(value.map(|v| v.to_vec()))
     }
 
-    /// Removes the messages with these seqs from the user's queue, in one batch; the caller
-    /// holds the user's lock. Returns how many there were.
-    fn remove_seqs(&self, batch: &mut WriteBatch, user: &UserKey, seqs: &[u64]) -> Result<u64> {
+    /// Adds the removal of the user's messages with these seqs to `batch`, counting them out
+    /// of `stats`; the caller holds the user's lock. Returns how many there were.
+    fn remove_seqs(
+        &self,
+        batch: &mut WriteBatch,
+        user: &UserKey,
+        seqs: &[u64],
+        stats: &mut QueueStats,
+    ) -> Result<u64> {
         let prefix = keys::user(user);
-        let mut stats = self.stats(&prefix)?;
         let mut removed = 0;
         for &seq in seqs {
-            if let Some(message) = self.message(&prefix, seq)? {
-                self.delete_message(batch, user, &prefix, seq, &message);
-                stats.remove(&message);
+            if let Some(value) = self.raw_message(&prefix, seq)? {
+                self.delete_message(batch, user, &prefix, seq, &value, stats);
                 removed += 1;
             }
-        }
-        if removed > 0 {
-            self.put_stats(batch, &prefix, stats);
         }
         Ok(removed)
     }
 
-    /// The user's whole queue, in seq order.
-    fn queue(&self, user_prefix: &[u8]) -> Result<Vec<StoredMessage>> {
+    /// The user's whole queue as stored, in seq order: seqs and values.
+    fn raw_queue(&self, user_prefix: &[u8]) -> Result<Vec<(u64, Box<[u8]>)>> {
         self.range(MESSAGES, user_prefix, keys::end_of(user_prefix))
             .map(|entry| {
                 let (key, value) = entry?;
                 let seq = keys::seq_at_end(&key).ok_or(Corrupt::new("message key"))?;
-                let message = codec::decode_message(&value)?;
-                Ok(StoredMessage { seq, message })
+                Ok((seq, value))
             })
             .collect()
     }
 
-    /// Takes the user's whole queue out, in one batch; the caller holds the user's lock.
-    fn take_queue(&self, user: &UserKey) -> Result<Vec<StoredMessage>> {
+    /// Removes the user's whole queue, in one batch; the caller holds the user's lock.
+    /// Returns how many messages it held.
+    fn clear_queue(&self, user: &UserKey, queue: &[(u64, Box<[u8]>)]) -> Result<u64> {
         let prefix = keys::user(user);
-        let queue = self.queue(&prefix)?;
         let mut batch = WriteBatch::default();
-        for stored in &queue {
-            self.delete_message(&mut batch, user, &prefix, stored.seq, &stored.message);
+        let mut stats = QueueStats::default();
+        for (seq, value) in queue {
+            self.delete_message(&mut batch, user, &prefix, *seq, value, &mut stats);
         }
-        if !queue.is_empty() {
-            batch.delete_cf(self.cf(USERS), &prefix);
-        }
+        batch.delete_cf(self.cf(USERS), &prefix);
         self.commit(batch)?;
-        Ok(queue)
+        Ok(queue.len() as u64)
+    }
+
+    /// The seq of the message that holds a dedupe key for the user, if one does.
+    fn dedupe_holder(&self, user_prefix: &[u8], key: &str) -> Result<Option<u64>> {
+        let entry = self
+            .db
+            .get_pinned_cf(self.cf(DEDUPE), keys::dedupe(user_prefix, key))
+            .map_err(backend)?;
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        let seq = codec::decode_u64(&entry, "dedupe entry")?;
+        // An entry left behind by a message that could not be decoded holds nothing.
+        Ok(self.raw_message(user_prefix, seq)?.map(|_| seq))
     }
 
     pub(crate) fn write(
@@ -380,7 +420,10 @@ impl Store {
         let mut prepared = PreparedBatch::new(messages, now)?;
         let prefix = keys::user(user);
         let _user = self.lock(user);
-        // The user's expired messages go first, and stay gone even if the write is refused.
+        let mut batch = WriteBatch::default();
+        let mut stats = self.stats(&prefix)?;
+        // The user's expired messages go first (in the same batch), and stay gone even if the
+        // write is refused.
         let lapsed: Vec<u64> = self
             .range(
                 USER_EXPIRY,
@@ -392,56 +435,60 @@ impl Store {
                 Ok(keys::seq_at_end(&key).ok_or(Corrupt::new("expiry key"))?)
             })
             .collect::<Result<_>>()?;
-        if !lapsed.is_empty() {
-            let mut batch = WriteBatch::default();
-            self.remove_seqs(&mut batch, user, &lapsed)?;
-            self.commit(batch)?;
-        }
+        self.remove_seqs(&mut batch, user, &lapsed, &mut stats)?;
         let mut lookup_error = None;
-        prepared.skip_held_duplicates(|key| {
-            let held = self
-                .db
-                .get_pinned_cf(self.cf(DEDUPE), keys::dedupe(&prefix, key));
-            match held {
-                Ok(held) => held.is_some(),
-                Err(error) => {
-                    lookup_error.get_or_insert(error);
-                    false
-                }
+        prepared.skip_held_duplicates(|key| match self.dedupe_holder(&prefix, key) {
+            Ok(holder) => holder.is_some_and(|seq| !lapsed.contains(&seq)),
+            Err(error) => {
+                lookup_error.get_or_insert(error);
+                false
             }
         });
         if let Some(error) = lookup_error {
-            return Err(backend(error));
+            return Err(error);
         }
-        let mut stats = self.stats(&prefix)?;
-        prepared.check_quota(user, &quota, stats)?;
+        if let Err(refused) = prepared.check_quota(user, &quota, stats) {
+            self.put_stats(&mut batch, &prefix, stats);
+            self.commit(batch)?;
+            return Err(refused);
+        }
         let (messages, report) = prepared.into_parts();
-        if messages.is_empty() {
-            return Ok(report);
+        if !messages.is_empty() {
+            let count = messages.len() as u64;
+            let first = self.next_seq.fetch_add(count, Ordering::SeqCst);
+            for (seq, message) in (first..).zip(&messages) {
+                self.put_message(&mut batch, user, &prefix, seq, message)?;
+                stats.add(message);
+            }
+            let last = first + count - 1;
+            batch.merge_cf(self.cf(META), HIGH_WATER_KEY, last.to_be_bytes());
         }
-        let count = messages.len() as u64;
-        let first = self.next_seq.fetch_add(count, Ordering::SeqCst);
-        let mut batch = WriteBatch::default();
-        for (seq, message) in (first..).zip(&messages) {
-            self.put_message(&mut batch, user, &prefix, seq, message);
-            stats.add(message);
+        if !batch.is_empty() {
+            self.put_stats(&mut batch, &prefix, stats);
         }
-        self.put_stats(&mut batch, &prefix, stats);
-        let last = first + count - 1;
-        batch.merge_cf(self.cf(META), HIGH_WATER_KEY, last.to_be_bytes());
         self.commit(batch)?;
         Ok(report)
     }
 
+    /// Takes the user's whole queue, in seq order. A message that does not decode fails the
+    /// pop, naming its seq, and nothing is taken: `remove_messages` with that seq (or
+    /// `remove_user`) clears it.
     pub(crate) fn pop(&self, user: &UserKey, now: i64) -> Result<Vec<StoredMessage>> {
-        let queue = {
-            let _user = self.lock(user);
-            self.take_queue(user)?
-        };
-        Ok(queue
-            .into_iter()
-            .filter(|stored| !stored.message.is_expired(now))
-            .collect())
+        let prefix = keys::user(user);
+        let _user = self.lock(user);
+        let queue = self.raw_queue(&prefix)?;
+        let mut popped = Vec::with_capacity(queue.len());
+        for (seq, value) in &queue {
+            let message = codec::decode_message(value)
+                .map_err(|e| e.at(format!("message {seq} of {user}")))?;
+            if !message.is_expired(now) {
+                popped.push(StoredMessage { seq: *seq, message });
+            }
+        }
+        if !queue.is_empty() {
+            self.clear_queue(user, &queue)?;
+        }
+        Ok(popped)
     }
 
     pub(crate) fn fetch(
@@ -463,9 +510,10 @@ impl Store {
                 break;
             }
             let (key, value) = entry?;
-            let message = codec::decode_message(&value)?;
+            let seq = keys::seq_at_end(&key).ok_or(Corrupt::new("message key"))?;
+            let message = codec::decode_message(&value)
+                .map_err(|e| e.at(format!("message {seq} of {user}")))?;
             if !message.is_expired(now) {
-                let seq = keys::seq_at_end(&key).ok_or(Corrupt::new("message key"))?;
                 fetched.push(StoredMessage { seq, message });
             }
         }
@@ -476,9 +524,14 @@ impl Store {
         let mut seqs = seqs.to_vec();
         seqs.sort_unstable();
         seqs.dedup();
+        let prefix = keys::user(user);
         let _user = self.lock(user);
         let mut batch = WriteBatch::default();
-        let removed = self.remove_seqs(&mut batch, user, &seqs)?;
+        let mut stats = self.stats(&prefix)?;
+        let removed = self.remove_seqs(&mut batch, user, &seqs, &mut stats)?;
+        if removed > 0 {
+            self.put_stats(&mut batch, &prefix, stats);
+        }
         self.commit(batch)?;
         Ok(removed)
     }
@@ -525,15 +578,17 @@ impl Store {
     }
 
     /// Removes the messages an `expiry` or `age` index lists in `[domain, until)`, chunk by
-    /// chunk: each chunk under the locks of its users, in one batch.
+    /// chunk, each chunk under the locks of its users in one batch, each chunk reading on
+    /// from where the last stopped.
     fn purge_indexed(&self, family: &str, domain: &Domain, until: Vec<u8>) -> Result<u64> {
-        let prefix = keys::domain(domain.as_str());
+        let mut from = keys::domain(domain.as_str());
         let mut removed = 0;
         loop {
             let mut chunk: BTreeMap<UserKey, Vec<u64>> = BTreeMap::new();
             let mut batch = WriteBatch::default();
+            let mut last = None;
             for entry in self
-                .range(family, &prefix, Some(until.clone()))
+                .range(family, &from, Some(until.clone()))
                 .take(PURGE_CHUNK)
             {
                 let (key, _) = entry?;
@@ -542,19 +597,27 @@ impl Store {
                 chunk.entry(user).or_default().push(seq);
                 // Removed with its message below; removed here too, so that an entry whose
                 // message is already gone cannot stop the purge.
-                batch.delete_cf(self.cf(family), key);
+                batch.delete_cf(self.cf(family), &key);
+                last = Some(key);
             }
-            if chunk.is_empty() {
+            let Some(last) = last else {
                 return Ok(removed);
-            }
+            };
             let mut stripes: Vec<usize> = chunk.keys().map(|user| self.stripe(user)).collect();
             stripes.sort_unstable();
             stripes.dedup();
             let _locks: Vec<_> = stripes.iter().map(|&s| self.locks[s].lock()).collect();
             for (user, seqs) in &chunk {
-                removed += self.remove_seqs(&mut batch, user, seqs)?;
+                let prefix = keys::user(user);
+                let mut stats = self.stats(&prefix)?;
+                let gone = self.remove_seqs(&mut batch, user, seqs, &mut stats)?;
+                if gone > 0 {
+                    self.put_stats(&mut batch, &prefix, stats);
+                }
+                removed += gone;
             }
             self.commit(batch)?;
+            from = [&last[..], &[0]].concat();
         }
     }
 
@@ -573,21 +636,22 @@ impl Store {
 
     pub(crate) fn remove_user(&self, user: &UserKey) -> Result<u64> {
         let _user = self.lock(user);
-        Ok(self.take_queue(user)?.len() as u64)
+        let queue = self.raw_queue(&keys::user(user))?;
+        self.clear_queue(user, &queue)
     }
 
     pub(crate) fn remove_domain(&self, domain: &Domain) -> Result<u64> {
         let prefix = keys::domain(domain.as_str());
+        let until = keys::end_of(&prefix);
+        let mut from = prefix;
         let mut removed = 0;
         loop {
-            let users: Vec<UserKey> = self
-                .range(USERS, &prefix, keys::end_of(&prefix))
-                .take(PURGE_CHUNK)
-                .map(|entry| {
-                    let (key, _) = entry?;
-                    Ok(keys::parse_user(&key).ok_or(Corrupt::new("user key"))?.0)
-                })
-                .collect::<Result<_>>()?;
+            let mut users = Vec::new();
+            for entry in self.range(USERS, &from, until.clone()).take(PURGE_CHUNK) {
+                let (key, _) = entry?;
+                users.push(keys::parse_user(&key).ok_or(Corrupt::new("user key"))?.0);
+                from = [&key[..], &[0]].concat();
+            }
             if users.is_empty() {
                 return Ok(removed);
             }
@@ -595,5 +659,147 @@ impl Store {
                 removed += self.remove_user(user)?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_700_000_000_000_000;
+
+    fn open(dir: &Path) -> Store {
+        Store::open(&RocksConfig {
+            sync_writes: false,
+            ..RocksConfig::new(dir)
+        })
+        .unwrap()
+    }
+
+    fn user(name: &str) -> UserKey {
+        format!("{name}@example.com").parse().unwrap()
+    }
+
+    fn message(n: u64) -> NewMessage {
+        NewMessage::new(
+            T0,
+            "romeo@example.net/r",
+            "juliet@example.com",
+            format!("<m n='{n}'/>"),
+        )
+        .dedupe_key(format!("k{n}"))
+    }
+
+    /// The high-water mark is the largest seq merged, whatever order batches commit in.
+    #[test]
+    fn the_high_water_mark_only_goes_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for seq in [10u64, 5, 7] {
+            let mut batch = WriteBatch::default();
+            batch.merge_cf(store.cf(META), HIGH_WATER_KEY, seq.to_be_bytes());
+            store.commit(batch).unwrap();
+        }
+        assert_eq!(store.meta_u64(HIGH_WATER_KEY, "mark").unwrap(), Some(10));
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(
+            store.next_seq.load(Ordering::SeqCst),
+            11,
+            "numbering goes on after 10"
+        );
+        let mut batch = WriteBatch::default();
+        batch.merge_cf(store.cf(META), HIGH_WATER_KEY, b"not eight bytes");
+        store.commit(batch).unwrap();
+        assert!(
+            store.meta_u64(HIGH_WATER_KEY, "mark").is_err(),
+            "a damaged mark is reported, not read as lower"
+        );
+    }
+
+    /// A message whose value is damaged fails the pop and fetch, naming its seq, and is
+    /// removed by seq, by user and by domain; its dedupe key is free again.
+    #[test]
+    fn a_damaged_message_is_reported_and_removable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let juliet = user("juliet");
+        store
+            .write(&juliet, vec![message(1), message(2)], Quota::UNLIMITED, T0)
+            .unwrap();
+        let prefix = keys::user(&juliet);
+        let damaged = store.fetch(&juliet, None, None, T0).unwrap()[0].seq;
+        store
+            .db
+            .put_cf(
+                store.cf(MESSAGES),
+                keys::message(&prefix, damaged),
+                b"garbage",
+            )
+            .unwrap();
+        let err = store.pop(&juliet, T0).unwrap_err().to_string();
+        assert!(err.contains("rocksdb"), "{err}");
+        assert!(store.fetch(&juliet, None, None, T0).is_err());
+        assert_eq!(
+            store.count(&juliet).unwrap().messages,
+            2,
+            "the failed pop took nothing"
+        );
+        assert_eq!(store.remove_messages(&juliet, &[damaged]).unwrap(), 1);
+        let left = store.pop(&juliet, T0).unwrap();
+        assert_eq!(left.len(), 1, "the sound message is delivered");
+        let again = store
+            .write(&juliet, vec![message(1)], Quota::UNLIMITED, T0)
+            .unwrap();
+        assert_eq!(
+            again.stored, 1,
+            "the damaged message's dedupe key holds nothing"
+        );
+
+        let romeo = user("romeo");
+        store
+            .write(&romeo, vec![message(3)], Quota::UNLIMITED, T0)
+            .unwrap();
+        let seq = store.fetch(&romeo, None, None, T0).unwrap()[0].seq;
+        let key = keys::message(&keys::user(&romeo), seq);
+        store
+            .db
+            .put_cf(store.cf(MESSAGES), key, b"garbage")
+            .unwrap();
+        let domain: Domain = "example.com".parse().unwrap();
+        assert_eq!(
+            store.remove_domain(&domain).unwrap(),
+            2,
+            "juliet's and romeo's"
+        );
+        assert!(store.list_users(None, None, 10).unwrap().is_empty());
+    }
+
+    /// A user listed with no messages left (damage, or a crash of an older version) does not
+    /// stop `remove_domain`, which terminates and unlists the user.
+    #[test]
+    fn remove_domain_ends_on_a_listed_user_without_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let juliet = user("juliet");
+        store
+            .write(&juliet, vec![message(1)], Quota::UNLIMITED, T0)
+            .unwrap();
+        let seq = store.fetch(&juliet, None, None, T0).unwrap()[0].seq;
+        let key = keys::message(&keys::user(&juliet), seq);
+        store.db.delete_cf(store.cf(MESSAGES), key).unwrap();
+        assert_eq!(
+            store.count(&juliet).unwrap().messages,
+            1,
+            "the stats still say 1"
+        );
+        let domain: Domain = "example.com".parse().unwrap();
+        assert_eq!(store.remove_domain(&domain).unwrap(), 0);
+        assert!(
+            store
+                .list_users(Some(&domain), None, 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -248,8 +248,8 @@ pub struct RocksDbSettings {
     pub sync_writes: bool,
     /// `block_cache_size`: bytes of read cache (default 64 MiB).
     pub block_cache_bytes: u64,
-    /// `write_buffer_size`: bytes buffered in memory per column family before a flush
-    /// (default 32 MiB).
+    /// `write_buffer_size`: bytes of writes held in memory before a flush, all column
+    /// families together (default 64 MiB).
     pub write_buffer_bytes: u64,
     /// `max_open_files`: files kept open (default: all).
     pub max_open_files: Option<u32>,
@@ -263,7 +263,7 @@ impl Default for RocksDbSettings {
             path: PathBuf::from("data/offline"),
             sync_writes: true,
             block_cache_bytes: 64 << 20,
-            write_buffer_bytes: 32 << 20,
+            write_buffer_bytes: 64 << 20,
             max_open_files: None,
             compress: true,
         }

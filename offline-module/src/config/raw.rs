@@ -91,12 +91,22 @@ impl RawRocksDb {
         let defaults = RocksDbSettings::default();
         let bytes = |name: &str, value: Option<i64>, default: u64| match value {
             None => Ok(default),
-            Some(n) if n >= 1 << 20 => Ok(n as u64),
+            Some(n) if (1 << 20..=1 << 40).contains(&n) => Ok(n as u64),
             Some(n) => Err(ConfigError::new(
                 format!("{key}.{name}"),
-                format!("{n} is too small: expected a size in bytes of at least 1 MiB"),
+                format!("{n} is not a size: expected bytes from 1 MiB (1048576) to 1 TiB"),
             )),
         };
+        if self
+            .path
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            return Err(ConfigError::new(
+                format!("{key}.path"),
+                "an empty path: expected the directory the store lives in",
+            ));
+        }
         let max_open_files = match self.max_open_files {
             None | Some(-1) => None,
             Some(n) => Some(u32::try_from(n).ok().filter(|&n| n >= 16).ok_or_else(|| {
@@ -367,16 +377,15 @@ impl<'a> Sections<'a> {
 
     /// Where the configured backend keeps its data; `module_key` is where `raw` is written.
     fn storage(&self, raw: &RawModOffline, module_key: &str) -> Result<StorageConfig, ConfigError> {
+        // Checked whatever the backend, so that a mistake shows before the backend changes.
+        let key = format!("{module_key}.rocksdb");
+        let rocksdb = match &raw.rocksdb {
+            Some(rocksdb) => rocksdb.resolve(&key)?,
+            None => RawRocksDb::default().resolve(&key)?,
+        };
         match raw.backend {
             BackendKind::Memory => Ok(StorageConfig::Memory),
-            BackendKind::Mnesia | BackendKind::RocksDb => {
-                let key = format!("{module_key}.rocksdb");
-                let settings = match &raw.rocksdb {
-                    Some(rocksdb) => rocksdb.resolve(&key)?,
-                    None => RawRocksDb::default().resolve(&key)?,
-                };
-                Ok(StorageConfig::RocksDb(settings))
-            }
+            BackendKind::Mnesia | BackendKind::RocksDb => Ok(StorageConfig::RocksDb(rocksdb)),
             BackendKind::Rdbms => {
                 let (tag, url, pool_size) = match &raw.rdbms {
                     Some(rdbms) => (rdbms.pool.as_str(), rdbms.url.clone(), rdbms.pool_size),

@@ -435,8 +435,14 @@ fn rocksdb_settings_are_read_and_checked() {
         (
             "block_cache_size = 10",
             "block_cache_size",
-            "at least 1 MiB",
+            "from 1 MiB (1048576) to 1 TiB",
         ),
+        (
+            "write_buffer_size = 2199023255552",
+            "write_buffer_size",
+            "to 1 TiB",
+        ),
+        ("path = \"\"", "path", "an empty path"),
         (
             "max_open_files = 3",
             "max_open_files",
@@ -450,7 +456,10 @@ fn rocksdb_settings_are_read_and_checked() {
         ("sync_writes = \"yes\"", "sync_writes", "invalid type"),
         ("colour = \"blue\"", "colour", "unknown field"),
     ] {
-        let text = format!("[modules.mod_offline]\n[modules.mod_offline.rocksdb]\n{bad}");
+        // Checked whatever the backend.
+        let text = format!(
+            "[modules.mod_offline]\nbackend = \"memory\"\n[modules.mod_offline.rocksdb]\n{bad}"
+        );
         let err = error(&text);
         assert!(
             err.key
