@@ -11,7 +11,7 @@ use crate::{NewMessage, QueueStats, Quota, Result, UserKey, WriteReport};
 /// keys the queue holds; [`check_quota`](Self::check_quota) against what the queue holds; then
 /// insert [`messages`](Self::messages) and return [`report`](Self::report). The last three
 /// steps must be atomic with respect to other writers to the same user.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PreparedBatch {
     messages: Vec<NewMessage>,
     duplicates: u64,

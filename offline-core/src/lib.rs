@@ -42,8 +42,8 @@ pub use backend::OfflineBackend;
 pub use batch::PreparedBatch;
 pub use error::{BoxError, OfflineError, Result};
 pub use message::{
-    MAX_ADDRESS_BYTES, MAX_DEDUPE_KEY_BYTES, MAX_PACKET_BYTES, NewMessage, QueueStats,
-    StoredMessage, WriteReport,
+    MAX_ADDRESS_BYTES, MAX_DEDUPE_KEY_BYTES, MAX_PACKET_BYTES, MAX_PERMANENT_FIELDS_BYTES,
+    NewMessage, QueueStats, StoredMessage, WriteReport,
 };
 pub use quota::Quota;
 

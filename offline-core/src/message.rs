@@ -15,6 +15,10 @@ pub const MAX_ADDRESS_BYTES: usize = 3071;
 /// The longest dedupe key a store accepts, in bytes.
 pub const MAX_DEDUPE_KEY_BYTES: usize = 1023;
 
+/// The most opaque `permanent_fields` bytes a store accepts: 64 KiB, far above what a server
+/// keeps there (MongooseIM keeps a few small terms).
+pub const MAX_PERMANENT_FIELDS_BYTES: usize = 64 * 1024;
+
 /// A message to store for an offline user.
 ///
 /// Times are microseconds since the Unix epoch; both must be non-negative.
@@ -105,7 +109,7 @@ impl NewMessage {
 
     /// Checks the limits every backend enforces: non-negative times; non-empty `from`, `to`
     /// and packet within their maximum sizes; a non-empty dedupe key if any; no NUL byte in any
-    /// text (SQL text columns cannot hold one).
+    /// text (SQL text columns cannot hold one); permanent fields within their maximum size.
     pub fn validate(&self) -> Result<()> {
         if self.timestamp < 0 {
             return Err(OfflineError::invalid_input(format!(
@@ -123,6 +127,16 @@ impl NewMessage {
         check_text("packet", &self.packet, MAX_PACKET_BYTES)?;
         if let Some(key) = &self.dedupe_key {
             check_text("dedupe_key", key, MAX_DEDUPE_KEY_BYTES)?;
+        }
+        if let Some(fields) = self
+            .permanent_fields
+            .as_ref()
+            .filter(|f| f.len() > MAX_PERMANENT_FIELDS_BYTES)
+        {
+            return Err(OfflineError::invalid_input(format!(
+                "permanent_fields is {} bytes long, more than the {MAX_PERMANENT_FIELDS_BYTES} allowed",
+                fields.len()
+            )));
         }
         Ok(())
     }

@@ -59,6 +59,14 @@ pub trait StoreFactory: Send + Sync + 'static {
     /// A store for one case: empty as far as the case's namespace can see.
     fn create(&self) -> impl Future<Output = Result<Fixture<Self::Store>>> + Send;
 
+    /// Why this factory's storage cannot be had on this machine (say, no database URL was
+    /// given), if so: the cases then pass after printing the reason instead of running. A
+    /// factory that must run (under CI) returns `None` and lets [`create`](Self::create)
+    /// fail.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+
     /// The `reopen` capability: closes `store` (the fixture holds no other reference to it)
     /// and opens a new instance on the same data, as a restarted server does.
     fn reopen(&self, store: Self::Store) -> impl Future<Output = Result<Self::Store>> + Send {

@@ -62,8 +62,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Runs one case against a fresh fixture from `factory`; when the case passes on a shared
-/// store, removes what it wrote.
+/// store, removes what it wrote. A factory whose storage is
+/// [unavailable](StoreFactory::unavailable) skips the case with a notice.
 pub fn run_case<F: StoreFactory>(factory: F, case: impl AsyncFnOnce(&mut Fixture<F::Store>)) {
+    if let Some(reason) = factory.unavailable() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
     runtime().block_on(async {
         let factory = Arc::new(factory);
         let fixture = factory

@@ -511,6 +511,10 @@ pub struct ModelRun {
 /// Runs random operation sequences against a fresh store from `factory` and the model,
 /// panicking with the shrunk failing sequence if any result differs.
 pub fn check_against_model<F: StoreFactory>(factory: F, run: ModelRun) {
+    if let Some(reason) = factory.unavailable() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
     let defaults = Config::default();
     let mut runner = TestRunner::new(Config {
         cases: run.cases.unwrap_or(defaults.cases),

@@ -3,7 +3,7 @@
 
 use offline_core::{
     Domain, MAX_ADDRESS_BYTES, MAX_DEDUPE_KEY_BYTES, MAX_LOCALPART_BYTES, MAX_PACKET_BYTES,
-    NewMessage, OfflineBackend, OfflineError, QueueStats, Quota,
+    MAX_PERMANENT_FIELDS_BYTES, NewMessage, OfflineBackend, OfflineError, QueueStats, Quota,
 };
 
 use super::{T0, assert_seq_increasing, chat, chats, count, held, new_packets, packets, write};
@@ -66,7 +66,12 @@ pub async fn every_length_limit_round_trips_at_its_maximum<S: OfflineBackend>(fx
         packet: format!("<message><body>{body}</body></message>"),
         ..chat(&user, 0)
     }
-    .dedupe_key(exactly(MAX_DEDUPE_KEY_BYTES, "kéy ", '!'));
+    .dedupe_key(exactly(MAX_DEDUPE_KEY_BYTES, "kéy ", '!'))
+    .permanent_fields(
+        (0..MAX_PERMANENT_FIELDS_BYTES)
+            .map(|i| i as u8)
+            .collect::<Vec<u8>>(),
+    );
     assert_eq!(
         longest.packet.len(),
         MAX_PACKET_BYTES,
@@ -136,6 +141,10 @@ pub async fn invalid_messages_are_refused_whole<S: OfflineBackend>(fx: &mut Fixt
         (
             "a dedupe key one byte too long",
             with(|m| m.dedupe_key = Some("k".repeat(MAX_DEDUPE_KEY_BYTES + 1))),
+        ),
+        (
+            "permanent fields one byte too long",
+            with(|m| m.permanent_fields = Some(vec![0; MAX_PERMANENT_FIELDS_BYTES + 1])),
         ),
         ("a negative timestamp", with(|m| m.timestamp = -1)),
         ("a negative expire", with(|m| m.expire = Some(-1))),
