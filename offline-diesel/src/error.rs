@@ -113,8 +113,9 @@ impl From<OfflineError> for Failure {
 /// What to do about a database error.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Class {
-    /// A deadlock, a lock wait timeout, a serialisation failure or a Galera certification
-    /// conflict: the transaction was rolled back and may be retried from `BEGIN`.
+    /// A deadlock, a lock wait timeout, a serialisation failure, a Galera certification
+    /// conflict, or a key another node inserted first: the transaction is rolled back and may
+    /// be retried from `BEGIN`.
     Conflict,
     /// The connection is gone (killed, server restarted, network): drop it.
     Lost,
@@ -134,7 +135,12 @@ pub(crate) fn classify(error: &DieselError) -> Class {
         DieselError::DatabaseError(kind, info) => {
             let message = info.message();
             match kind {
-                DatabaseErrorKind::SerializationFailure => Class::Conflict,
+                // Under the queue row's lock a duplicate seq or dedupe key cannot happen on one
+                // node; on Galera it means another node committed first (MariaDB reports some
+                // of those as 1062 rather than 1213): run again on fresh data.
+                DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::UniqueViolation => {
+                    Class::Conflict
+                }
                 DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection => {
                     Class::Lost
                 }
@@ -250,9 +256,13 @@ mod tests {
                 Class::Refused,
             ),
             (
-                database(DatabaseErrorKind::UniqueViolation, "duplicate key"),
-                Class::Other,
+                database(
+                    DatabaseErrorKind::UniqueViolation,
+                    "Duplicate entry 'example.com-juliet-574' for key 'PRIMARY'",
+                ),
+                Class::Conflict,
             ),
+            (database(unknown, "syntax error at or near"), Class::Other),
             (DieselError::NotFound, Class::Other),
         ];
         for (error, class) in cases {

@@ -170,23 +170,23 @@ macro_rules! ansi_session {
 
             async fn begin(&mut self) -> diesel::result::QueryResult<()> {
                 <diesel_async::AnsiTransactionManager as diesel_async::TransactionManager<
-                            $conn,
-                        >>::begin_transaction(self)
-                        .await
+                                                            $conn,
+                                                        >>::begin_transaction(self)
+                                                        .await
             }
 
             async fn commit(&mut self) -> diesel::result::QueryResult<()> {
                 <diesel_async::AnsiTransactionManager as diesel_async::TransactionManager<
-                            $conn,
-                        >>::commit_transaction(self)
-                        .await
+                                                            $conn,
+                                                        >>::commit_transaction(self)
+                                                        .await
             }
 
             async fn rollback(&mut self) -> diesel::result::QueryResult<()> {
                 <diesel_async::AnsiTransactionManager as diesel_async::TransactionManager<
-                            $conn,
-                        >>::rollback_transaction(self)
-                        .await
+                                                            $conn,
+                                                        >>::rollback_transaction(self)
+                                                        .await
             }
         }
     };

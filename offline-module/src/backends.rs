@@ -9,10 +9,11 @@ use crate::{ModuleError, StorageConfig};
 /// Opens the store a configuration names ([`HostConfig::storage`](crate::HostConfig::storage)).
 ///
 /// Each backend crate is behind a cargo feature of this crate: `mem` for
-/// `backend = "memory"`, `rocksdb` for `"rocksdb"` and `"mnesia"` (both on by default). A
-/// backend whose feature is off is [`ModuleError::BackendNotBuilt`], naming the feature; the
-/// RDBMS backend is [`ModuleError::BackendPlanned`] in this release; a store that does not
-/// open is [`ModuleError::Open`], naming its path.
+/// `backend = "memory"`, `rocksdb` for `"rocksdb"` and `"mnesia"` (both on by default), and
+/// the `postgres`, `mysql` or `sqlite` feature for `"rdbms"`, by the URL's scheme or the
+/// pool's `driver`. A backend whose feature is off is [`ModuleError::BackendNotBuilt`],
+/// naming the feature; a store that does not open is [`ModuleError::Open`], naming its path
+/// or its database.
 ///
 /// ```
 /// use offline_module::{StorageConfig, open_backend};
@@ -27,11 +28,40 @@ pub async fn open_backend(storage: &StorageConfig) -> Result<Arc<dyn OfflineBack
     match storage {
         StorageConfig::Memory => memory(),
         StorageConfig::RocksDb(settings) => rocksdb(settings).await,
-        StorageConfig::Rdbms { connection, .. } => Err(ModuleError::BackendPlanned {
-            backend: "rdbms",
-            feature: connection.driver().feature(),
-        }),
+        StorageConfig::Rdbms(settings) => rdbms(settings).await,
     }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+async fn rdbms(settings: &crate::RdbmsSettings) -> Result<Arc<dyn OfflineBackend>, ModuleError> {
+    use offline_diesel::{DieselBackend, DieselConfig, OpenError};
+    let defaults = DieselConfig::new(settings.connection.url());
+    let config = DieselConfig {
+        pool_size: settings.pool_size.map_or(defaults.pool_size, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }),
+        connect_timeout: settings.connect_timeout.unwrap_or(defaults.connect_timeout),
+        checkout_timeout: settings
+            .checkout_timeout
+            .unwrap_or(defaults.checkout_timeout),
+        ..defaults
+    };
+    match DieselBackend::connect(config).await {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(OpenError::NotBuilt { feature, .. }) => Err(ModuleError::BackendNotBuilt {
+            backend: "rdbms",
+            feature,
+        }),
+        Err(other) => Err(ModuleError::Open(Box::new(other))),
+    }
+}
+
+#[cfg(not(any(feature = "postgres", feature = "mysql", feature = "sqlite")))]
+async fn rdbms(settings: &crate::RdbmsSettings) -> Result<Arc<dyn OfflineBackend>, ModuleError> {
+    Err(ModuleError::BackendNotBuilt {
+        backend: "rdbms",
+        feature: settings.connection.driver().feature(),
+    })
 }
 
 #[cfg(feature = "mem")]
@@ -90,22 +120,24 @@ async fn rocksdb(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{RdbmsConnection, RdbmsDriver};
 
+    #[cfg(not(feature = "mysql"))]
     #[tokio::test]
-    async fn a_planned_backend_names_its_feature() {
-        let rdbms = StorageConfig::Rdbms {
+    async fn an_rdbms_driver_not_built_in_names_its_feature() {
+        use crate::{RdbmsConnection, RdbmsDriver};
+        let rdbms = StorageConfig::Rdbms(crate::RdbmsSettings {
             connection: RdbmsConnection::Url {
                 driver: RdbmsDriver::Mysql,
                 url: "mysql://root@127.0.0.1/test".into(),
             },
             pool_size: None,
-        };
+            connect_timeout: None,
+            checkout_timeout: None,
+        });
         let err = open_backend(&rdbms).await.unwrap_err();
         assert_eq!(
             err.to_string(),
-            "backend `rdbms` is not available yet: it is planned as the `mysql` feature of \
-             offline-module"
+            "backend `rdbms` is not built in: enable the `mysql` feature of offline-module"
         );
     }
 

@@ -45,18 +45,6 @@ pub enum ModuleError {
     #[error(transparent)]
     Open(offline_core::BoxError),
 
-    /// The configured backend's crate does not exist yet in this release.
-    #[error(
-        "backend `{backend}` is not available yet: it is planned as the `{feature}` feature of \
-         offline-module"
-    )]
-    BackendPlanned {
-        /// The backend as the configuration names it.
-        backend: &'static str,
-        /// The cargo feature of `offline-module` it is planned as.
-        feature: &'static str,
-    },
-
     /// The store refused or failed: invalid input (a JID without a localpart), a backend
     /// failure, ...
     #[error(transparent)]

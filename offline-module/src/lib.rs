@@ -52,7 +52,7 @@ pub use backends::open_backend;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     BackendKind, ConfigError, HostConfig, ModuleOptions, OfflineConfig, RdbmsConnection,
-    RdbmsDriver, RdbmsFields, RocksDbSettings, RuleName, StorageConfig,
+    RdbmsDriver, RdbmsFields, RdbmsSettings, RocksDbSettings, RuleName, StorageConfig,
 };
 pub use error::ModuleError;
 pub use instrumentation::{Instrumentation, InstrumentedBackend, MetricNames};

@@ -12,7 +12,9 @@ mod tests;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use offline_core::Domain;
@@ -226,14 +228,24 @@ pub enum StorageConfig {
     /// RocksDB (`backend = "rocksdb"` or `"mnesia"`), as `[modules.mod_offline.rocksdb]`
     /// sets it up.
     RocksDb(RocksDbSettings),
-    /// A relational database.
-    Rdbms {
-        /// How to connect.
-        connection: RdbmsConnection,
-        /// Connections in the pool (`modules.mod_offline.rdbms.pool_size`, else the
-        /// outgoing pool's `workers`), if set.
-        pool_size: Option<u32>,
-    },
+    /// A relational database (`backend = "rdbms"`), as `[modules.mod_offline.rdbms]` or
+    /// MongooseIM's outgoing pool sets it up.
+    Rdbms(RdbmsSettings),
+}
+
+/// How to reach the relational database and how the pool behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RdbmsSettings {
+    /// How to connect.
+    pub connection: RdbmsConnection,
+    /// Connections in the pool (`modules.mod_offline.rdbms.pool_size`, else the outgoing
+    /// pool's `workers`), if set.
+    pub pool_size: Option<u32>,
+    /// `rdbms.connect_timeout` (milliseconds): how long opening a connection may take.
+    pub connect_timeout: Option<Duration>,
+    /// `rdbms.checkout_timeout` (milliseconds): how long a call may wait for a free
+    /// connection before it fails as unavailable.
+    pub checkout_timeout: Option<Duration>,
 }
 
 /// `[modules.mod_offline.rocksdb]`: where the embedded store lives and how it writes. Every
@@ -292,7 +304,46 @@ impl RdbmsConnection {
             Self::Fields(fields) => fields.driver,
         }
     }
+
+    /// The database URL: the one configured, or one built from MongooseIM's fields
+    /// (`postgres://user:password@host:port/database`, `mysql://...`), each part
+    /// percent-encoded.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Url { url, .. } => url.clone(),
+            Self::Fields(fields) => {
+                let scheme = match fields.driver {
+                    RdbmsDriver::Pgsql => "postgres",
+                    RdbmsDriver::Mysql => "mysql",
+                    RdbmsDriver::Sqlite => "sqlite",
+                };
+                let encode = |part: &str| utf8_percent_encode(part, URL_PART).to_string();
+                let password = match fields.password.as_str() {
+                    "" => String::new(),
+                    password => format!(":{}", encode(password)),
+                };
+                let port = fields.port.map(|p| format!(":{p}")).unwrap_or_default();
+                let host = if fields.host.contains(':') {
+                    format!("[{}]", fields.host) // an IPv6 address
+                } else {
+                    fields.host.clone()
+                };
+                format!(
+                    "{scheme}://{}{password}@{host}{port}/{}",
+                    encode(&fields.username),
+                    encode(&fields.database)
+                )
+            }
+        }
+    }
 }
+
+/// What a part of a URL may hold as it is: RFC 3986's unreserved characters.
+const URL_PART: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 impl fmt::Debug for RdbmsConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::{
     BackendKind, ConfigError, HostConfig, ModuleOptions, OfflineConfig, RdbmsConnection,
-    RdbmsDriver, RdbmsFields, RocksDbSettings, RuleName, StorageConfig,
+    RdbmsDriver, RdbmsFields, RdbmsSettings, RocksDbSettings, RuleName, StorageConfig,
 };
 use offline_core::Domain;
 
@@ -152,6 +153,22 @@ struct RawRdbms {
     #[serde(default = "default_pool")]
     pool: String,
     pool_size: Option<u32>,
+    connect_timeout: Option<i64>,
+    checkout_timeout: Option<i64>,
+}
+
+impl RawRdbms {
+    /// `rdbms.<name>`: milliseconds, from 1 to an hour.
+    fn timeout(key: &str, name: &str, value: Option<i64>) -> Result<Option<Duration>, ConfigError> {
+        match value {
+            None => Ok(None),
+            Some(ms @ 1..=3_600_000) => Ok(Some(Duration::from_millis(ms.unsigned_abs()))),
+            Some(ms) => Err(ConfigError::new(
+                format!("{key}.{name}"),
+                format!("{ms} is not a timeout: expected milliseconds from 1 to 3600000"),
+            )),
+        }
+    }
 }
 
 fn default_pool() -> String {
@@ -173,12 +190,20 @@ struct RawPool {
 
 #[derive(Deserialize)]
 struct RawConnection {
+    tls: Option<RawTls>,
     driver: Option<RdbmsDriver>,
     host: Option<String>,
     port: Option<u16>,
     database: Option<String>,
     username: Option<String>,
     password: Option<String>,
+}
+
+/// MongooseIM's `connection.tls`: only `required` is read.
+#[derive(Deserialize)]
+struct RawTls {
+    #[serde(default)]
+    required: bool,
 }
 
 #[derive(Default, Deserialize)]
@@ -387,9 +412,30 @@ impl<'a> Sections<'a> {
             BackendKind::Memory => Ok(StorageConfig::Memory),
             BackendKind::Mnesia | BackendKind::RocksDb => Ok(StorageConfig::RocksDb(rocksdb)),
             BackendKind::Rdbms => {
-                let (tag, url, pool_size) = match &raw.rdbms {
-                    Some(rdbms) => (rdbms.pool.as_str(), rdbms.url.clone(), rdbms.pool_size),
-                    None => ("default", None, None),
+                let key = format!("{module_key}.rdbms");
+                let (tag, url, pool_size, connect_timeout, checkout_timeout) = match &raw.rdbms {
+                    Some(rdbms) => (
+                        rdbms.pool.as_str(),
+                        rdbms.url.clone(),
+                        rdbms.pool_size,
+                        RawRdbms::timeout(&key, "connect_timeout", rdbms.connect_timeout)?,
+                        RawRdbms::timeout(&key, "checkout_timeout", rdbms.checkout_timeout)?,
+                    ),
+                    None => ("default", None, None, None, None),
+                };
+                if pool_size == Some(0) {
+                    return Err(ConfigError::new(
+                        format!("{key}.pool_size"),
+                        "0 connections: expected at least 1",
+                    ));
+                }
+                let settings = |connection, pool_size| {
+                    StorageConfig::Rdbms(RdbmsSettings {
+                        connection,
+                        pool_size,
+                        connect_timeout,
+                        checkout_timeout,
+                    })
                 };
                 if let Some(url) = url {
                     let driver = RdbmsDriver::of_url(&url).ok_or_else(|| {
@@ -399,10 +445,7 @@ impl<'a> Sections<'a> {
                              sqlite:// URL",
                         )
                     })?;
-                    return Ok(StorageConfig::Rdbms {
-                        connection: RdbmsConnection::Url { driver, url },
-                        pool_size,
-                    });
+                    return Ok(settings(RdbmsConnection::Url { driver, url }, pool_size));
                 }
                 let pool = self.pools.get(tag);
                 let Some(((connection, workers), key)) = pool.and_then(|(pool, key)| {
@@ -416,10 +459,10 @@ impl<'a> Sections<'a> {
                         ),
                     ));
                 };
-                Ok(StorageConfig::Rdbms {
-                    connection: RdbmsConnection::Fields(fields(connection, &key)?),
-                    pool_size: pool_size.or(workers),
-                })
+                Ok(settings(
+                    RdbmsConnection::Fields(fields(connection, &key)?),
+                    pool_size.or(workers),
+                ))
             }
         }
     }
@@ -447,6 +490,13 @@ fn max_stanza_depth(raw: &Option<toml::Value>, module_key: &str) -> Result<usize
 
 /// The connection fields of an outgoing pool written at `key`.
 fn fields(connection: &RawConnection, key: &str) -> Result<RdbmsFields, ConfigError> {
+    if connection.tls.as_ref().is_some_and(|tls| tls.required) {
+        return Err(ConfigError::new(
+            format!("{key}.tls.required"),
+            "TLS to the database is not supported by the offline store: connect over a \
+             trusted network or a local socket, and remove tls.required",
+        ));
+    }
     let required = |name: &str, value: &Option<String>| {
         value
             .clone()

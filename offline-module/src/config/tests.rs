@@ -171,13 +171,15 @@ fn rdbms_from_url_or_mongooseim_pool() {
     .unwrap();
     assert_eq!(
         url.global.storage,
-        Some(StorageConfig::Rdbms {
+        Some(StorageConfig::Rdbms(RdbmsSettings {
             connection: RdbmsConnection::Url {
                 driver: RdbmsDriver::Pgsql,
                 url: "postgres://u@h/db".into()
             },
             pool_size: Some(4),
-        })
+            connect_timeout: None,
+            checkout_timeout: None,
+        }))
     );
     let pool = OfflineConfig::from_toml_str(
         r#"
@@ -192,16 +194,17 @@ fn rdbms_from_url_or_mongooseim_pool() {
             database = "mongooseim"
             username = "mongooseim"
             password = "mongooseim_secret"
-            tls.required = true
+            tls.required = false
         [outgoing_pools.redis.global_distrib]
           scope = "global"
         "#,
     )
     .unwrap();
-    let Some(StorageConfig::Rdbms {
+    let Some(StorageConfig::Rdbms(RdbmsSettings {
         connection,
         pool_size,
-    }) = pool.global.storage
+        ..
+    })) = pool.global.storage
     else {
         panic!("{:?}", pool.global.storage);
     };
@@ -330,10 +333,11 @@ fn host_config_pools_replace_the_top_level_pool() {
     )
     .unwrap();
     let host = |storage: &Option<StorageConfig>| match storage {
-        Some(StorageConfig::Rdbms {
+        Some(StorageConfig::Rdbms(RdbmsSettings {
             connection: RdbmsConnection::Fields(fields),
             pool_size,
-        }) => (fields.host.clone(), fields.driver, *pool_size),
+            ..
+        })) => (fields.host.clone(), fields.driver, *pool_size),
         other => panic!("{other:?}"),
     };
     assert_eq!(
@@ -401,7 +405,7 @@ fn rdbms_urls_name_their_driver() {
     ] {
         let text = format!("[modules.mod_offline]\nbackend = \"rdbms\"\nrdbms.url = \"{url}\"");
         let storage = OfflineConfig::from_toml_str(&text).unwrap().global.storage;
-        let Some(StorageConfig::Rdbms { connection, .. }) = storage else {
+        let Some(StorageConfig::Rdbms(RdbmsSettings { connection, .. })) = storage else {
             panic!("{url} gave {storage:?}");
         };
         assert_eq!(connection.driver(), driver, "{url}");
@@ -469,4 +473,90 @@ fn rocksdb_settings_are_read_and_checked() {
         );
         assert!(err.message.contains(message), "{bad}: {err}");
     }
+}
+
+#[test]
+fn rdbms_pool_settings_are_read_and_checked() {
+    let config = OfflineConfig::from_toml_str(
+        "[modules.mod_offline]\nbackend = \"rdbms\"\n[modules.mod_offline.rdbms]\n\
+         url = \"sqlite:///var/lib/offline.db\"\npool_size = 3\nconnect_timeout = 2500\n\
+         checkout_timeout = 100",
+    )
+    .unwrap();
+    let Some(StorageConfig::Rdbms(settings)) = config.global.storage else {
+        panic!("{:?}", config.global.storage);
+    };
+    assert_eq!(settings.pool_size, Some(3));
+    assert_eq!(settings.connect_timeout, Some(Duration::from_millis(2500)));
+    assert_eq!(settings.checkout_timeout, Some(Duration::from_millis(100)));
+    for (line, key) in [
+        ("pool_size = 0", "modules.mod_offline.rdbms.pool_size"),
+        (
+            "connect_timeout = 0",
+            "modules.mod_offline.rdbms.connect_timeout",
+        ),
+        (
+            "checkout_timeout = -5",
+            "modules.mod_offline.rdbms.checkout_timeout",
+        ),
+        (
+            "checkout_timeout = 3600001",
+            "modules.mod_offline.rdbms.checkout_timeout",
+        ),
+    ] {
+        let err = error(&format!(
+            "[modules.mod_offline]\nbackend = \"rdbms\"\n[modules.mod_offline.rdbms]\n\
+             url = \"sqlite://x.db\"\n{line}"
+        ));
+        assert_eq!(err.key, key, "{line}: {err}");
+    }
+}
+
+#[test]
+fn a_pool_that_requires_tls_is_refused() {
+    let err = error(
+        r#"
+        [modules.mod_offline]
+          backend = "rdbms"
+        [outgoing_pools.rdbms.default.connection]
+          driver = "pgsql"
+          host = "db"
+          database = "m"
+          username = "u"
+          tls.required = true
+        "#,
+    );
+    assert_eq!(
+        err.key,
+        "outgoing_pools.rdbms.default.connection.tls.required"
+    );
+    assert!(err.message.contains("not supported"), "{err}");
+}
+
+#[test]
+fn urls_are_built_from_mongooseim_fields() {
+    let fields = |driver, host: &str, port, password: &str| {
+        RdbmsConnection::Fields(RdbmsFields {
+            driver,
+            host: host.into(),
+            port,
+            database: "mongoose im".into(),
+            username: "mim@ops".into(),
+            password: password.into(),
+        })
+    };
+    assert_eq!(
+        fields(
+            RdbmsDriver::Pgsql,
+            "db.example.com",
+            Some(5433),
+            "p@ss:w/rd"
+        )
+        .url(),
+        "postgres://mim%40ops:p%40ss%3Aw%2Frd@db.example.com:5433/mongoose%20im"
+    );
+    assert_eq!(
+        fields(RdbmsDriver::Mysql, "::1", None, "").url(),
+        "mysql://mim%40ops@[::1]/mongoose%20im"
+    );
 }
