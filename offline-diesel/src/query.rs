@@ -169,24 +169,18 @@ macro_rules! ansi_session {
             }
 
             async fn begin(&mut self) -> diesel::result::QueryResult<()> {
-                <diesel_async::AnsiTransactionManager as diesel_async::TransactionManager<
-                                                            $conn,
-                                                        >>::begin_transaction(self)
-                                                        .await
+                use diesel_async::TransactionManager;
+                diesel_async::AnsiTransactionManager::begin_transaction(self).await
             }
 
             async fn commit(&mut self) -> diesel::result::QueryResult<()> {
-                <diesel_async::AnsiTransactionManager as diesel_async::TransactionManager<
-                                                            $conn,
-                                                        >>::commit_transaction(self)
-                                                        .await
+                use diesel_async::TransactionManager;
+                diesel_async::AnsiTransactionManager::commit_transaction(self).await
             }
 
             async fn rollback(&mut self) -> diesel::result::QueryResult<()> {
-                <diesel_async::AnsiTransactionManager as diesel_async::TransactionManager<
-                                                            $conn,
-                                                        >>::rollback_transaction(self)
-                                                        .await
+                use diesel_async::TransactionManager;
+                diesel_async::AnsiTransactionManager::rollback_transaction(self).await
             }
         }
     };
