@@ -33,6 +33,8 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
 const SESSION: &[&str] = &[
     "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
     "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+    // Errors are told apart partly by their text (crate::error): keep it English.
+    "SET SESSION lc_messages = 'en_US'",
 ];
 
 /// Causal reads on Galera; refused by servers built without it, which need none.

@@ -425,8 +425,9 @@ enum Purge {
     Older(i64),
 }
 
-/// A random pause before the `attempt`th retry: up to 2 ms doubled per attempt, at most
-/// 256 ms, so that conflicting transactions stop meeting.
+/// A random pause before the `attempt`th retry (from 1): between a quarter of a ceiling and
+/// the ceiling, which is 4 ms doubled per attempt up to 256 ms, so that conflicting
+/// transactions stop meeting.
 fn backoff(attempt: u32) -> Duration {
     let ceiling = 2u64 << attempt.min(7);
     Duration::from_micros(fastrand::u64(ceiling * 250..=ceiling * 1000))

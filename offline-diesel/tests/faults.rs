@@ -8,29 +8,20 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::ledger::Ledger;
 use common::{MYSQL, POSTGRES, connect, required, unavailable};
 use diesel_async::{
     AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, SimpleAsyncConnection,
 };
-use offline_core::{NewMessage, OfflineBackend, OfflineError, Quota, UserKey};
+use offline_core::{NewMessage, OfflineBackend, Quota, UserKey};
 use offline_diesel::DieselBackend;
 use parking_lot::Mutex;
 
-/// What the writers saw.
-#[derive(Default)]
-struct Ledger {
-    acknowledged: BTreeMap<UserKey, BTreeSet<String>>,
-    failed: BTreeMap<UserKey, BTreeSet<String>>,
-    delivered: BTreeMap<UserKey, Vec<String>>,
-    unavailable: usize,
-    unexpected: Vec<String>,
-}
-
+/// Writes keyed messages and pops, round the users, until `stop`.
 async fn writer(
     store: Arc<DieselBackend>,
     users: Arc<Vec<UserKey>>,
@@ -41,16 +32,10 @@ async fn writer(
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let user = &users[n % users.len()];
-        let outcome = if n % 5 == 0 {
-            store.pop_messages(user, 1).await.map(|popped| {
-                ledger
-                    .lock()
-                    .delivered
-                    .entry(user.clone())
-                    .or_default()
-                    .extend(popped.into_iter().filter_map(|m| m.message.dedupe_key));
-            })
+        let user = &users[fastrand::usize(..users.len())];
+        if n % 5 == 0 {
+            let popped = store.pop_messages(user, 1).await;
+            ledger.lock().pop(user, &popped);
         } else {
             let key = format!("w{worker}-{n}");
             let message = NewMessage::new(1, "romeo@example.net/r", user.to_string(), "<m/>")
@@ -58,22 +43,7 @@ async fn writer(
             let written = store
                 .write_messages(user, vec![message], Quota::UNLIMITED, 1)
                 .await;
-            let mut ledger = ledger.lock();
-            let side = if written.is_ok() {
-                &mut ledger.acknowledged
-            } else {
-                &mut ledger.failed
-            };
-            side.entry(user.clone()).or_default().insert(key);
-            written.map(|_| ())
-        };
-        match outcome {
-            Ok(()) => {}
-            Err(OfflineError::Unavailable { .. }) => ledger.lock().unavailable += 1,
-            Err(other) => ledger
-                .lock()
-                .unexpected
-                .push(format!("{other}: {:?}", std::error::Error::source(&other))),
+            ledger.lock().write(user, key, &written);
         }
     }
 }
@@ -113,47 +83,16 @@ async fn survive_killed_connections(store: DieselBackend, kill: impl AsyncFn() -
     }
     let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner();
     assert!(killed > 0, "the test killed no connection");
-    assert!(
-        ledger.unexpected.is_empty(),
-        "{} failures were not Unavailable, the first: {:?}",
-        ledger.unexpected.len(),
-        ledger.unexpected.iter().take(3).collect::<Vec<_>>()
-    );
+    ledger.assert_no_unexpected();
     assert!(
         ledger.unavailable > 0,
         "killing {killed} connections made no call fail: the test did not hit a call in flight"
     );
-    eprintln!(
-        "{killed} connections killed; {} writes acknowledged, {} failed, {} calls unavailable",
-        ledger
-            .acknowledged
-            .values()
-            .map(BTreeSet::len)
-            .sum::<usize>(),
-        ledger.failed.values().map(BTreeSet::len).sum::<usize>(),
-        ledger.unavailable
-    );
+    eprintln!("{killed} connections killed; {}", ledger.summary());
     // The same store serves again: the pool replaced its dead connections.
     for user in users.iter() {
         let held = store.pop_messages(user, 1).await.unwrap();
-        let mut seen = BTreeSet::new();
-        let delivered = ledger.delivered.get(user).into_iter().flatten();
-        let remaining = held.iter().filter_map(|m| m.message.dedupe_key.as_ref());
-        for key in delivered.chain(remaining) {
-            assert!(seen.insert(key.clone()), "{user}: {key} came back twice");
-        }
-        for key in ledger.acknowledged.get(user).into_iter().flatten() {
-            assert!(seen.contains(key), "{user}: acknowledged {key} was lost");
-        }
-        let written = |key: &String| {
-            [&ledger.acknowledged, &ledger.failed]
-                .iter()
-                .any(|side| side.get(user).is_some_and(|keys| keys.contains(key)))
-        };
-        assert!(
-            seen.iter().all(written),
-            "{user}: a key nobody wrote came back"
-        );
+        ledger.check(user, &held);
         assert_eq!(store.count_messages(user).await.unwrap().messages, 0);
     }
 }

@@ -9,6 +9,8 @@
     clippy::panic
 )]
 
+pub mod ledger;
+
 use std::time::Duration;
 
 use offline_core::{OfflineError, Result};

@@ -386,8 +386,7 @@ impl fmt::Debug for RdbmsFields {
 
 /// A relational database driver: MongooseIM's `driver` (`pgsql`, `mysql`), or the scheme of
 /// a URL (`postgres://`, `postgresql://`, `mysql://`, `sqlite://`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RdbmsDriver {
     /// PostgreSQL.
     Pgsql,

@@ -182,28 +182,23 @@ struct RawPools {
     rdbms: BTreeMap<String, RawPool>,
 }
 
+/// An outgoing pool, read as it is: only the pool `backend = "rdbms"` uses is checked, so
+/// that pools of other drivers (ODBC, say) load as MongooseIM's own.
 #[derive(Deserialize)]
 struct RawPool {
-    workers: Option<u32>,
-    connection: Option<RawConnection>,
+    workers: Option<toml::Value>,
+    connection: Option<toml::Table>,
 }
 
+/// The `connection` table of the pool in use.
 #[derive(Deserialize)]
 struct RawConnection {
-    tls: Option<RawTls>,
-    driver: Option<RdbmsDriver>,
+    driver: Option<String>,
     host: Option<String>,
     port: Option<u16>,
     database: Option<String>,
     username: Option<String>,
     password: Option<String>,
-}
-
-/// MongooseIM's `connection.tls`: only `required` is read.
-#[derive(Deserialize)]
-struct RawTls {
-    #[serde(default)]
-    required: bool,
 }
 
 #[derive(Default, Deserialize)]
@@ -450,7 +445,7 @@ impl<'a> Sections<'a> {
                 let pool = self.pools.get(tag);
                 let Some(((connection, workers), key)) = pool.and_then(|(pool, key)| {
                     let connection = pool.connection.as_ref()?;
-                    Some(((connection, pool.workers), format!("{key}.connection")))
+                    Some(((connection, &pool.workers), key))
                 }) else {
                     return Err(ConfigError::new(
                         format!("outgoing_pools.rdbms.{tag}.connection"),
@@ -459,9 +454,10 @@ impl<'a> Sections<'a> {
                         ),
                     ));
                 };
+                let fields = fields(connection, &format!("{key}.connection"))?;
                 Ok(settings(
-                    RdbmsConnection::Fields(fields(connection, &key)?),
-                    pool_size.or(workers),
+                    RdbmsConnection::Fields(fields),
+                    pool_size.or(pool_workers(workers, key)?),
                 ))
             }
         }
@@ -488,24 +484,45 @@ fn max_stanza_depth(raw: &Option<toml::Value>, module_key: &str) -> Result<usize
     }
 }
 
-/// The connection fields of an outgoing pool written at `key`.
-fn fields(connection: &RawConnection, key: &str) -> Result<RdbmsFields, ConfigError> {
-    if connection.tls.as_ref().is_some_and(|tls| tls.required) {
+/// The `workers` of the outgoing pool written at `key`: connections in its pool.
+fn pool_workers(workers: &Option<toml::Value>, key: &str) -> Result<Option<u32>, ConfigError> {
+    match workers {
+        None => Ok(None),
+        Some(toml::Value::Integer(n)) if *n >= 1 => Ok(Some(u32::try_from(*n).unwrap_or(u32::MAX))),
+        Some(other) => Err(ConfigError::new(
+            format!("{key}.workers"),
+            format!("{other} is not a pool size: expected an integer of at least 1"),
+        )),
+    }
+}
+
+/// The connection fields of the `connection` table written at `key`.
+fn fields(table: &toml::Table, key: &str) -> Result<RdbmsFields, ConfigError> {
+    // In MongooseIM a `tls` table turns TLS on; the store cannot honour it, and must not
+    // connect in clear instead.
+    if table.contains_key("tls") {
         return Err(ConfigError::new(
-            format!("{key}.tls.required"),
-            "TLS to the database is not supported by the offline store: connect over a \
-             trusted network or a local socket, and remove tls.required",
+            format!("{key}.tls"),
+            "TLS to the database is not supported by the offline store yet: connect over a \
+             trusted network or a local socket, and remove the tls table",
         ));
     }
+    let connection: RawConnection = toml::Value::Table(table.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::new(key, e.message().trim_end()))?;
+    let driver = connection
+        .driver
+        .clone()
+        .ok_or_else(|| ConfigError::new(format!("{key}.driver"), "required"))?;
+    let driver = RdbmsDriver::try_from(driver)
+        .map_err(|reason| ConfigError::new(format!("{key}.driver"), reason))?;
     let required = |name: &str, value: &Option<String>| {
         value
             .clone()
             .ok_or_else(|| ConfigError::new(format!("{key}.{name}"), "required"))
     };
     Ok(RdbmsFields {
-        driver: connection
-            .driver
-            .ok_or_else(|| ConfigError::new(format!("{key}.driver"), "required"))?,
+        driver,
         host: required("host", &connection.host)?,
         port: connection.port,
         database: required("database", &connection.database)?,

@@ -194,7 +194,6 @@ fn rdbms_from_url_or_mongooseim_pool() {
             database = "mongooseim"
             username = "mongooseim"
             password = "mongooseim_secret"
-            tls.required = false
         [outgoing_pools.redis.global_distrib]
           scope = "global"
         "#,
@@ -513,24 +512,81 @@ fn rdbms_pool_settings_are_read_and_checked() {
 }
 
 #[test]
-fn a_pool_that_requires_tls_is_refused() {
-    let err = error(
+fn a_pool_that_asks_for_tls_is_refused() {
+    // In MongooseIM a tls table turns TLS on, `required` or not.
+    for tls in [
+        "tls.required = true",
+        "tls.required = false",
+        "tls.cacertfile = \"ca.pem\"",
+    ] {
+        let err = error(&format!(
+            r#"
+            [modules.mod_offline]
+              backend = "rdbms"
+            [outgoing_pools.rdbms.default.connection]
+              driver = "pgsql"
+              host = "db"
+              database = "m"
+              username = "u"
+              {tls}
+            "#
+        ));
+        assert_eq!(
+            err.key, "outgoing_pools.rdbms.default.connection.tls",
+            "{tls}"
+        );
+        assert!(err.message.contains("not supported"), "{err}");
+    }
+}
+
+#[test]
+fn pools_the_store_does_not_use_are_not_checked() {
+    let config = OfflineConfig::from_toml_str(
         r#"
+        [general]
+          hosts = ["localhost"]
         [modules.mod_offline]
-          backend = "rdbms"
-        [outgoing_pools.rdbms.default.connection]
-          driver = "pgsql"
-          host = "db"
-          database = "m"
-          username = "u"
-          tls.required = true
+          backend = "memory"
+        [outgoing_pools.rdbms.default]
+          workers = "many"
+          [outgoing_pools.rdbms.default.connection]
+            driver = "odbc"
+            settings = "DSN=mongooseim"
+            tls.required = true
         "#,
-    );
+    )
+    .unwrap();
     assert_eq!(
-        err.key,
-        "outgoing_pools.rdbms.default.connection.tls.required"
+        config.for_host("localhost").storage,
+        Some(StorageConfig::Memory)
     );
-    assert!(err.message.contains("not supported"), "{err}");
+}
+
+#[test]
+fn the_pool_in_use_is_checked_naming_its_keys() {
+    let pool = |connection: &str, workers: &str| {
+        format!(
+            "[modules.mod_offline]\nbackend = \"rdbms\"\n[outgoing_pools.rdbms.default]\n\
+             {workers}\n[outgoing_pools.rdbms.default.connection]\n{connection}\n"
+        )
+    };
+    let fields = "host = \"db\"\ndatabase = \"m\"\nusername = \"u\"";
+    for (toml, key) in [
+        (
+            pool(&format!("driver = \"odbc\"\n{fields}"), ""),
+            "outgoing_pools.rdbms.default.connection.driver",
+        ),
+        (
+            pool(&format!("driver = \"pgsql\"\n{fields}"), "workers = 0"),
+            "outgoing_pools.rdbms.default.workers",
+        ),
+        (
+            pool(&format!("driver = \"pgsql\"\n{fields}\nport = \"x\""), ""),
+            "outgoing_pools.rdbms.default.connection",
+        ),
+    ] {
+        assert_eq!(error(&toml).key, key, "{toml}");
+    }
 }
 
 #[test]

@@ -1,0 +1,139 @@
+//! What a workload of keyed writes and pops saw, and the check that nothing acknowledged was
+//! lost, nothing was delivered twice and nothing appeared unwritten, for the fault tests.
+
+#![allow(dead_code, unreachable_pub, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use offline_core::{OfflineError, Result, StoredMessage, UserKey, WriteReport};
+
+/// The outcomes of every call, per user, in the order the calls ended.
+#[derive(Default)]
+pub struct Ledger {
+    /// Counts the calls that ended, to order them.
+    clock: u64,
+    /// Keys whose write was acknowledged, with when.
+    acknowledged: BTreeMap<UserKey, BTreeMap<String, u64>>,
+    /// Keys whose write failed: maybe stored, maybe not.
+    unknown: BTreeMap<UserKey, BTreeSet<String>>,
+    /// Keys delivered by acknowledged pops, in delivery order.
+    delivered: BTreeMap<UserKey, Vec<String>>,
+    /// When pops that failed ended: such a pop may have taken what was acknowledged before
+    /// it ended (its commit may have landed with the reply lost), and nothing later.
+    uncertain_pops: BTreeMap<UserKey, Vec<u64>>,
+    /// Calls that failed with `Unavailable`.
+    pub unavailable: usize,
+    /// Failures other than `Unavailable` and `QuotaExceeded`.
+    pub unexpected: Vec<String>,
+}
+
+impl Ledger {
+    /// Records a write of one message carrying `key`.
+    pub fn write(&mut self, user: &UserKey, key: String, outcome: &Result<WriteReport>) {
+        let now = self.tick();
+        match outcome {
+            Ok(report) if report.stored == 1 => {
+                self.acknowledged
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(key, now);
+            }
+            Ok(report) => self
+                .unexpected
+                .push(format!("a new key was not stored: {report:?}")),
+            Err(OfflineError::QuotaExceeded { .. }) => {}
+            Err(error) => {
+                self.unknown.entry(user.clone()).or_default().insert(key);
+                self.failure(error);
+            }
+        }
+    }
+
+    /// Records a pop.
+    pub fn pop(&mut self, user: &UserKey, outcome: &Result<Vec<StoredMessage>>) {
+        let now = self.tick();
+        match outcome {
+            Ok(popped) => self
+                .delivered
+                .entry(user.clone())
+                .or_default()
+                .extend(popped.iter().filter_map(|m| m.message.dedupe_key.clone())),
+            Err(error) => {
+                self.uncertain_pops
+                    .entry(user.clone())
+                    .or_default()
+                    .push(now);
+                self.failure(error);
+            }
+        }
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    fn failure(&mut self, error: &OfflineError) {
+        match error {
+            OfflineError::Unavailable { .. } => self.unavailable += 1,
+            other => self
+                .unexpected
+                .push(format!("{other}: {:?}", std::error::Error::source(other))),
+        }
+    }
+
+    /// Checks `user`'s messages still `held` against what the calls saw: each key delivered
+    /// or held at most once, every acknowledged key there (unless a pop of unknown outcome
+    /// ended after it was acknowledged), and no key that nobody wrote.
+    pub fn check(&self, user: &UserKey, held: &[StoredMessage]) {
+        let mut seen = BTreeSet::new();
+        let delivered = self.delivered.get(user).into_iter().flatten();
+        let remaining = held.iter().filter_map(|m| m.message.dedupe_key.as_ref());
+        for key in delivered.chain(remaining) {
+            assert!(
+                seen.insert(key.clone()),
+                "{user}: {key} was delivered or held twice"
+            );
+        }
+        let uncertain = self.uncertain_pops.get(user).map_or(&[][..], Vec::as_slice);
+        let acknowledged = self.acknowledged.get(user);
+        for (key, at) in acknowledged.into_iter().flatten() {
+            let maybe_popped = uncertain.iter().any(|&ended| ended > *at);
+            assert!(
+                seen.contains(key) || maybe_popped,
+                "{user}: acknowledged {key} was lost"
+            );
+        }
+        let unknown = self.unknown.get(user);
+        for key in &seen {
+            assert!(
+                acknowledged.is_some_and(|k| k.contains_key(key))
+                    || unknown.is_some_and(|k| k.contains(key)),
+                "{user}: {key} appeared without being written"
+            );
+        }
+    }
+
+    /// Fails if any call failed otherwise than with `Unavailable` or `QuotaExceeded`.
+    pub fn assert_no_unexpected(&self) {
+        assert!(
+            self.unexpected.is_empty(),
+            "{} unexpected outcomes, the first: {:?}",
+            self.unexpected.len(),
+            self.unexpected.iter().take(3).collect::<Vec<_>>()
+        );
+    }
+
+    /// A line on what the workload did.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} writes acknowledged, {} of unknown outcome, {} delivered, {} pops of unknown \
+             outcome, {} calls unavailable",
+            self.acknowledged.values().map(BTreeMap::len).sum::<usize>(),
+            self.unknown.values().map(BTreeSet::len).sum::<usize>(),
+            self.delivered.values().map(Vec::len).sum::<usize>(),
+            self.uncertain_pops.values().map(Vec::len).sum::<usize>(),
+            self.unavailable
+        )
+    }
+}
