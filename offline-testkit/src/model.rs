@@ -16,10 +16,12 @@ use offline_core::{
 };
 use parking_lot::Mutex;
 
-/// The limits the contract documents, in bytes: a packet, a `from` or `to`, a dedupe key.
+/// The limits the contract documents, in bytes: a packet, a `from` or `to`, a dedupe key,
+/// permanent fields.
 const PACKET_LIMIT: usize = 1024 * 1024;
 const ADDRESS_LIMIT: usize = 3071;
 const DEDUPE_KEY_LIMIT: usize = 1023;
+const PERMANENT_FIELDS_LIMIT: usize = 64 * 1024;
 
 /// Every queue, in plain vectors.
 #[derive(Clone, Debug, Default)]
@@ -56,6 +58,10 @@ fn invalid(message: &NewMessage) -> bool {
             .dedupe_key
             .as_deref()
             .is_some_and(|key| bad_text(key, DEDUPE_KEY_LIMIT))
+        || message
+            .permanent_fields
+            .as_ref()
+            .is_some_and(|fields| fields.len() > PERMANENT_FIELDS_LIMIT)
 }
 
 /// Whether `held` plus `incoming` goes over a limit of `quota`.

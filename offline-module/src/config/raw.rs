@@ -498,14 +498,22 @@ fn pool_workers(workers: &Option<toml::Value>, key: &str) -> Result<Option<u32>,
 
 /// The connection fields of the `connection` table written at `key`.
 fn fields(table: &toml::Table, key: &str) -> Result<RdbmsFields, ConfigError> {
-    // In MongooseIM a `tls` table turns TLS on; the store cannot honour it, and must not
-    // connect in clear instead.
-    if table.contains_key("tls") {
-        return Err(ConfigError::new(
-            format!("{key}.tls"),
-            "TLS to the database is not supported by the offline store yet: connect over a \
-             trusted network or a local socket, and remove the tls table",
-        ));
+    // In MongooseIM a `tls` table turns TLS on, falling back to a clear connection unless
+    // `required = true`. The store has no TLS yet: it refuses what must not fall back and
+    // warns about the rest.
+    if let Some(tls) = table.get("tls") {
+        if tls.get("required").and_then(toml::Value::as_bool) == Some(true) {
+            return Err(ConfigError::new(
+                format!("{key}.tls.required"),
+                "TLS to the database is not supported by the offline store yet: connect over \
+                 a trusted network or a local socket, and remove tls.required",
+            ));
+        }
+        tracing::warn!(
+            key = %format!("{key}.tls"),
+            "the offline store connects to the database without TLS, which it does not \
+             support yet (tls.required is not set, so MongooseIM would fall back too)"
+        );
     }
     let connection: RawConnection = toml::Value::Table(table.clone())
         .try_into()
