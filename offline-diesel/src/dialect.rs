@@ -14,9 +14,6 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// The dialect's name in errors and logs.
     const NAME: &'static str;
 
-    /// Whether placeholders are numbered (`$1`) rather than `?`.
-    const NUMBERED: bool;
-
     /// Locks the user's queue row, creating it first if missing, and returns it as a
     /// [`QueueRow`](crate::rows::QueueRow). Binds: server, username.
     const LOCK_OR_CREATE_QUEUE: &'static str;
@@ -61,7 +58,7 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 
     /// A statement in this dialect's placeholders.
     fn query<'a>(sql: &str, binds: impl IntoIterator<Item = Value<'a>>) -> Query<'a> {
-        Query::new(Self::NUMBERED, sql, binds)
+        Query::new(sql, binds)
     }
 }
 

@@ -46,7 +46,6 @@ pub(crate) struct Mysql_;
 
 impl Dialect for Mysql_ {
     const NAME: &'static str = "mysql";
-    const NUMBERED: bool = false;
     const LOCK_OR_CREATE_QUEUE: &'static str = "INSERT INTO offline_store_queue \
          (server, username, next_seq, messages, bytes) VALUES (?, ?, 1, 0, 0) \
          ON DUPLICATE KEY UPDATE next_seq = next_seq \

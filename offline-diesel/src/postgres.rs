@@ -28,7 +28,6 @@ pub(crate) struct Postgres;
 
 impl Dialect for Postgres {
     const NAME: &'static str = "postgres";
-    const NUMBERED: bool = true;
     const LOCK_OR_CREATE_QUEUE: &'static str = "INSERT INTO offline_store_queue AS q \
          (server, username, next_seq, messages, bytes) VALUES (?, ?, 1, 0, 0) \
          ON CONFLICT (server, username) DO UPDATE SET next_seq = q.next_seq \

@@ -1,17 +1,22 @@
 //! A statement with its bind values, and what each dialect's connection does with one.
 //!
 //! The store's SQL is plain text with `?` placeholders, the same for every dialect except
-//! where a dialect module says otherwise; PostgreSQL's `$n` placeholders are numbered when
-//! the statement is built. Values are borrowed from the caller, so a retried transaction
-//! binds the same data again without copying packets.
+//! where a dialect module says otherwise; each backend's query builder writes its own
+//! placeholders (`$n` on PostgreSQL) when the statement runs. Values are borrowed from the
+//! caller, so a retried transaction binds the same data again without copying packets.
+//!
+//! Statements with few values are kept prepared on their connection (diesel's statement
+//! cache, keyed by the SQL text): a call then costs one round trip per statement instead of
+//! a parse and an execution. Statements with long lists (multi-row inserts, `IN` lists) come
+//! in too many shapes to keep, and are prepared per call.
 
 use std::future::Future;
 
 use diesel::QueryResult;
 use diesel::backend::Backend;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, Binary, HasSqlType, Nullable, Text};
+use diesel::sql_types::{BigInt, Binary, HasSqlType, Nullable, Text, Untyped};
 
 /// One bind value.
 #[derive(Clone, Copy, Debug)]
@@ -33,22 +38,19 @@ pub(crate) enum Value<'a> {
 pub(crate) struct Query<'a> {
     sql: String,
     binds: Vec<Value<'a>>,
-    numbered: bool,
 }
 
+/// Statements with at most this many values are kept prepared: a bounded number of shapes
+/// per statement.
+const MOST_VALUES_KEPT_PREPARED: usize = 16;
+
 impl<'a> Query<'a> {
-    /// A statement in `?` placeholders bound to `binds`, in order. With `numbered` they
-    /// become `$1`, `$2`, ... when the statement runs, as PostgreSQL wants. The store's SQL
-    /// has no `?` outside placeholders.
-    pub(crate) fn new(
-        numbered: bool,
-        sql: impl Into<String>,
-        binds: impl IntoIterator<Item = Value<'a>>,
-    ) -> Self {
+    /// A statement in `?` placeholders bound to `binds`, in order. The store's SQL has no
+    /// `?` outside placeholders.
+    pub(crate) fn new(sql: impl Into<String>, binds: impl IntoIterator<Item = Value<'a>>) -> Self {
         Self {
             sql: sql.into(),
             binds: binds.into_iter().collect(),
-            numbered,
         }
     }
 
@@ -76,53 +78,60 @@ impl<'a> Query<'a> {
         self.push(")")
     }
 
-    /// The statement as diesel runs it on backend `DB`.
-    pub(crate) fn boxed<DB>(&self) -> BoxedSqlQuery<'a, DB, SqlQuery>
-    where
-        DB: Backend
-            + HasSqlType<BigInt>
-            + HasSqlType<Text>
-            + HasSqlType<Binary>
-            + HasSqlType<Nullable<BigInt>>
-            + HasSqlType<Nullable<Text>>
-            + HasSqlType<Nullable<Binary>>,
-        i64: ToSql<BigInt, DB>,
-        str: ToSql<Text, DB>,
-        [u8]: ToSql<Binary, DB>,
-    {
-        let sql = if self.numbered {
-            number_placeholders(&self.sql)
-        } else {
-            self.sql.clone()
-        };
-        let mut query = diesel::sql_query(sql).into_boxed::<DB>();
-        for value in &self.binds {
-            query = match *value {
-                Value::Int(v) => query.bind::<BigInt, _>(v),
-                Value::OptInt(v) => query.bind::<Nullable<BigInt>, _>(v),
-                Value::Text(v) => query.bind::<Text, _>(v),
-                Value::OptText(v) => query.bind::<Nullable<Text>, _>(v),
-                Value::OptBytes(v) => query.bind::<Nullable<Binary>, _>(v),
-            };
-        }
-        query
+    /// The statement as diesel runs it.
+    pub(crate) fn statement(&self) -> Statement<'_, 'a> {
+        Statement(self)
     }
 }
 
-/// `?` → `$1`, `$2`, ... in order.
-fn number_placeholders(sql: &str) -> String {
-    let mut numbered = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            numbered.push('$');
-            numbered.push_str(&n.to_string());
-        } else {
-            numbered.push(c);
+/// A [`Query`] as diesel runs it: its SQL with each backend's placeholders, and its values.
+#[derive(Debug)]
+pub(crate) struct Statement<'q, 'a>(&'q Query<'a>);
+
+impl<DB> QueryFragment<DB> for Statement<'_, '_>
+where
+    DB: Backend
+        + HasSqlType<BigInt>
+        + HasSqlType<Text>
+        + HasSqlType<Binary>
+        + HasSqlType<Nullable<BigInt>>
+        + HasSqlType<Nullable<Text>>
+        + HasSqlType<Nullable<Binary>>,
+    i64: ToSql<BigInt, DB>,
+    str: ToSql<Text, DB>,
+    [u8]: ToSql<Binary, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let query = self.0;
+        if query.binds.len() > MOST_VALUES_KEPT_PREPARED {
+            out.unsafe_to_cache_prepared();
         }
+        let mut pieces = query.sql.split('?');
+        if let Some(first) = pieces.next() {
+            out.push_sql(first);
+        }
+        for (value, piece) in query.binds.iter().zip(pieces) {
+            match value {
+                Value::Int(v) => out.push_bind_param::<BigInt, i64>(v)?,
+                Value::OptInt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
+                Value::Text(v) => out.push_bind_param::<Text, str>(v)?,
+                Value::OptText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
+                Value::OptBytes(v) => out.push_bind_param::<Nullable<Binary>, _>(v)?,
+            }
+            out.push_sql(piece);
+        }
+        Ok(())
     }
-    numbered
+}
+
+/// Cached by its SQL text, when it is cached.
+impl QueryId for Statement<'_, '_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for Statement<'_, '_> {
+    type SqlType = Untyped;
 }
 
 /// What the store asks of a connection: run statements, load rows, and open and close
@@ -158,14 +167,14 @@ macro_rules! ansi_session {
                 &mut self,
                 query: &$crate::query::Query<'_>,
             ) -> diesel::result::QueryResult<usize> {
-                diesel_async::RunQueryDsl::execute(query.boxed::<$backend>(), self).await
+                diesel_async::RunQueryDsl::execute(query.statement(), self).await
             }
 
             async fn load<R: $crate::query::Row>(
                 &mut self,
                 query: &$crate::query::Query<'_>,
             ) -> diesel::result::QueryResult<Vec<R>> {
-                diesel_async::RunQueryDsl::load(query.boxed::<$backend>(), self).await
+                diesel_async::RunQueryDsl::load(query.statement(), self).await
             }
 
             async fn begin(&mut self) -> diesel::result::QueryResult<()> {
@@ -218,20 +227,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_are_numbered_for_postgres_and_kept_otherwise() {
-        for (numbered, expected) in [
-            (true, "SELECT 1 WHERE a = $1 AND b IN ($2, $3)"),
-            (false, "SELECT 1 WHERE a = ? AND b IN (?, ?)"),
-        ] {
-            let mut query = Query::new(numbered, "SELECT 1 WHERE a = ? AND b IN ", [Value::Int(1)]);
-            query.list([Value::Int(2), Value::Int(3)]);
-            let sql = if numbered {
-                number_placeholders(&query.sql)
-            } else {
-                query.sql.clone()
-            };
-            assert_eq!(sql, expected);
-            assert_eq!(query.binds.len(), 3);
-        }
+    fn lists_add_a_placeholder_per_value() {
+        let mut query = Query::new("SELECT 1 WHERE a = ? AND b IN ", [Value::Int(1)]);
+        query.list([Value::Int(2), Value::Int(3)]);
+        assert_eq!(query.sql, "SELECT 1 WHERE a = ? AND b IN (?, ?)");
+        assert_eq!(query.binds.len(), 3);
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_placeholders_are_numbered() {
+        let mut query = Query::new("SELECT 1 WHERE a = ? AND b IN ", [Value::Int(1)]);
+        query.list([Value::Text("x"), Value::OptBytes(None)]);
+        let sql = diesel::debug_query::<diesel::pg::Pg, _>(&query.statement()).to_string();
+        assert!(
+            sql.starts_with("SELECT 1 WHERE a = $1 AND b IN ($2, $3)"),
+            "{sql}"
+        );
     }
 }

@@ -38,7 +38,6 @@ pub(crate) struct Sqlite_;
 
 impl Dialect for Sqlite_ {
     const NAME: &'static str = "sqlite";
-    const NUMBERED: bool = false;
     const LOCK_OR_CREATE_QUEUE: &'static str = "INSERT INTO offline_store_queue \
          (server, username, next_seq, messages, bytes) VALUES (?, ?, 1, 0, 0) \
          ON CONFLICT (server, username) DO UPDATE SET next_seq = next_seq \
@@ -67,11 +66,11 @@ type AsyncManager = <LiteConnection as AsyncConnection>::TransactionManager;
 
 impl Session for LiteConnection {
     async fn execute(&mut self, query: &Query<'_>) -> QueryResult<usize> {
-        query.boxed::<Sqlite>().execute(self).await
+        query.statement().execute(self).await
     }
 
     async fn load<R: Row>(&mut self, query: &Query<'_>) -> QueryResult<Vec<R>> {
-        query.boxed::<Sqlite>().load(self).await
+        query.statement().load(self).await
     }
 
     async fn begin(&mut self) -> QueryResult<()> {
