@@ -28,6 +28,18 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// [`UserRow`](crate::rows::UserRow)s. Binds: server, the username to start after, limit.
     const USERS_OF_SERVER: &'static str;
 
+    /// Whether one statement may run a write and then another (PostgreSQL's
+    /// `WITH ... AS (INSERT ...)`), saving a round trip per write.
+    const CHAINS_WRITES: bool = false;
+
+    /// `first` then `then`, as one statement; only where [`Self::CHAINS_WRITES`].
+    fn chain<'a>(mut first: Query<'a>, then: Query<'a>) -> Query<'a> {
+        first.prepend("WITH chained AS (");
+        first.push(") ");
+        first.append(then);
+        first
+    }
+
     /// The connection the pool hands out.
     type Conn: Session;
 

@@ -35,6 +35,7 @@ impl Dialect for Postgres {
     const LOCK_QUEUE: &'static str = "SELECT next_seq, messages, bytes, expire_floor \
          FROM offline_store_queue WHERE server = ? AND username = ? FOR UPDATE";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const CHAINS_WRITES: bool = true;
     const USERS_OF_SERVER: &'static str = "SELECT server, username FROM offline_store_queue \
          WHERE server = ? AND messages > 0 AND username > ? ORDER BY username LIMIT ?";
 

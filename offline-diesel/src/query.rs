@@ -42,7 +42,7 @@ pub(crate) struct Query<'a> {
 
 /// Statements with at most this many values are kept prepared: a bounded number of shapes
 /// per statement.
-const MOST_VALUES_KEPT_PREPARED: usize = 16;
+const MOST_VALUES_KEPT_PREPARED: usize = 24;
 
 impl<'a> Query<'a> {
     /// A statement in `?` placeholders bound to `binds`, in order. The store's SQL has no
@@ -57,6 +57,19 @@ impl<'a> Query<'a> {
     /// Appends SQL text.
     pub(crate) fn push(&mut self, sql: &str) -> &mut Self {
         self.sql.push_str(sql);
+        self
+    }
+
+    /// Puts SQL text before the statement.
+    pub(crate) fn prepend(&mut self, sql: &str) -> &mut Self {
+        self.sql.insert_str(0, sql);
+        self
+    }
+
+    /// Appends another statement's SQL and values.
+    pub(crate) fn append(&mut self, other: Query<'a>) -> &mut Self {
+        self.sql.push_str(&other.sql);
+        self.binds.extend(other.binds);
         self
     }
 

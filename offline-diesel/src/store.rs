@@ -509,7 +509,24 @@ async fn update_queue<D: Dialect>(
     stats: QueueStats,
     expire_floor: Option<i64>,
 ) -> Result<(), Failure> {
-    let query = D::query(
+    conn.execute(&update_queue_query::<D>(
+        user,
+        next_seq,
+        stats,
+        expire_floor,
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The statement that sets what the user's queue row carries.
+fn update_queue_query<D: Dialect>(
+    user: &UserKey,
+    next_seq: i64,
+    stats: QueueStats,
+    expire_floor: Option<i64>,
+) -> Query<'_> {
+    D::query(
         sql::UPDATE_QUEUE,
         [
             Value::Int(next_seq),
@@ -519,9 +536,7 @@ async fn update_queue<D: Dialect>(
             Value::Text(user.server()),
             Value::Text(user.user()),
         ],
-    );
-    conn.execute(&query).await?;
-    Ok(())
+    )
 }
 
 fn digest(key: &str) -> [u8; 32] {
@@ -588,34 +603,40 @@ async fn write<D: Dialect>(
         return Ok(Err(refused));
     }
 
-    let mut next_seq = queue.next_seq;
-    if !batch.is_empty() {
-        next_seq = insert::<D>(conn, user, batch.messages(), next_seq, limits).await?;
-        stats.messages += batch.stats().messages;
-        stats.bytes += batch.stats().bytes;
-        expire_floor = batch
-            .messages()
-            .iter()
-            .filter_map(|m| m.expire)
-            .chain(expire_floor)
-            .min();
-        changed = true;
+    if batch.is_empty() {
+        if changed {
+            update_queue::<D>(conn, user, queue.next_seq, stats, expire_floor).await?;
+        }
+        return Ok(Ok(batch.report()));
     }
-    if changed {
-        update_queue::<D>(conn, user, next_seq, stats, expire_floor).await?;
-    }
+    let added = i64::try_from(batch.messages().len()).unwrap_or(i64::MAX);
+    let next_seq = queue.next_seq.checked_add(added).ok_or_else(|| {
+        Failure::Refused(OfflineError::backend(BACKEND, "the user's seqs ran out"))
+    })?;
+    stats.messages += batch.stats().messages;
+    stats.bytes += batch.stats().bytes;
+    expire_floor = batch
+        .messages()
+        .iter()
+        .filter_map(|m| m.expire)
+        .chain(expire_floor)
+        .min();
+    let update = update_queue_query::<D>(user, next_seq, stats, expire_floor);
+    insert::<D>(conn, user, batch.messages(), queue.next_seq, limits, update).await?;
     Ok(Ok(batch.report()))
 }
 
-/// Inserts messages with seqs from `next_seq`, in as few statements as the limits allow;
-/// returns the next free seq.
-async fn insert<D: Dialect>(
+/// Inserts messages with seqs from `next_seq`, in as few statements as the limits allow,
+/// then runs `then` (the queue row's update): in the last insert's statement where the
+/// dialect chains writes, else on its own.
+async fn insert<'a, D: Dialect>(
     conn: &mut D::Conn,
-    user: &UserKey,
-    messages: &[NewMessage],
+    user: &'a UserKey,
+    messages: &'a [NewMessage],
     mut next_seq: i64,
     limits: StatementLimits,
-) -> Result<i64, Failure> {
+    then: Query<'a>,
+) -> Result<(), Failure> {
     let digests: Vec<Option<[u8; 32]>> = messages
         .iter()
         .map(|m| m.dedupe_key.as_deref().map(digest))
@@ -663,10 +684,18 @@ async fn insert<D: Dialect>(
                 Value::OptBytes(message.permanent_fields.as_deref()),
             ]);
         }
-        conn.execute(&query).await?;
         start = end;
+        if start == messages.len() && D::CHAINS_WRITES {
+            return conn
+                .execute(&D::chain(query, then))
+                .await
+                .map(|_| ())
+                .map_err(Into::into);
+        }
+        conn.execute(&query).await?;
     }
-    Ok(next_seq)
+    conn.execute(&then).await?;
+    Ok(())
 }
 
 /// What a message weighs in a statement: its values and some room for the SQL around them.
