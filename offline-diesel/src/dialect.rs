@@ -40,6 +40,14 @@ pub(crate) trait Dialect: Send + Sync + 'static {
         first
     }
 
+    /// One message written in one statement, where the dialect can: the user's queue row
+    /// created or locked and updated, and the message inserted, only if nothing held has
+    /// expired and the quota holds (else no row comes back, the queue row is locked, and the
+    /// general path follows in the same transaction). Returns the message's seq. Binds:
+    /// server, username, size, expire, now, most messages, most bytes, then the message's
+    /// stamp, expire, from, to, packet, size and permanent fields.
+    const WRITE_ONE: Option<&'static str> = None;
+
     /// The connection the pool hands out.
     type Conn: Session;
 

@@ -36,6 +36,24 @@ impl Dialect for Postgres {
          FROM offline_store_queue WHERE server = ? AND username = ? FOR UPDATE";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const CHAINS_WRITES: bool = true;
+    // A new user's row is created holding the message (the caller checked that the message
+    // alone fits the quota); an existing row is updated only if the message fits and nothing
+    // it holds has expired. ON CONFLICT locks the row either way.
+    const WRITE_ONE: Option<&'static str> = Some(
+        "WITH q AS (INSERT INTO offline_store_queue AS q \
+         (server, username, next_seq, messages, bytes, expire_floor) \
+         VALUES (?, ?, 2, 1, ?, ?) \
+         ON CONFLICT (server, username) DO UPDATE SET next_seq = q.next_seq + 1, \
+         messages = q.messages + 1, bytes = q.bytes + excluded.bytes, \
+         expire_floor = LEAST(q.expire_floor, excluded.expire_floor) \
+         WHERE (q.expire_floor IS NULL OR q.expire_floor > ?) \
+         AND q.messages + 1 <= COALESCE(?, q.messages + 1) \
+         AND q.bytes + excluded.bytes <= COALESCE(?, q.bytes + excluded.bytes) \
+         RETURNING q.server, q.username, q.next_seq - 1 AS seq) \
+         INSERT INTO offline_store_message (server, username, seq, stamp, expire, from_jid, \
+         to_jid, packet, packet_bytes, permanent_fields) \
+         SELECT q.server, q.username, q.seq, ?, ?, ?, ?, ?, ?, ? FROM q RETURNING seq",
+    );
     const USERS_OF_SERVER: &'static str = "SELECT server, username FROM offline_store_queue \
          WHERE server = ? AND messages > 0 AND username > ? ORDER BY username LIMIT ?";
 

@@ -87,6 +87,13 @@ pub(crate) struct Size {
     pub(crate) packet_bytes: i64,
 }
 
+/// The seq of a message written.
+#[derive(Debug, QueryableByName)]
+pub(crate) struct Seq {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) seq: i64,
+}
+
 /// The size of a removed message and whose it was.
 #[derive(Debug, QueryableByName)]
 pub(crate) struct UserSize {

@@ -24,7 +24,7 @@ use crate::dialect::{Dialect, StatementLimits};
 use crate::error::{BACKEND, Class, Failure, classify};
 use crate::query::{Query, Session, Value};
 use crate::rows::{
-    Digest, Instant, MessageRow, NamedQueueRow, QueueRow, Size, UserRow, UserSize, Username,
+    Digest, Instant, MessageRow, NamedQueueRow, QueueRow, Seq, Size, UserRow, UserSize, Username,
 };
 use crate::sql;
 
@@ -553,6 +553,10 @@ async fn write<D: Dialect>(
     now: i64,
     limits: StatementLimits,
 ) -> Result<Result<WriteReport>, Failure> {
+    if let Some(seq) = write_one::<D>(conn, user, &batch, quota, now).await? {
+        tracing::trace!(%user, seq, "written in one statement");
+        return Ok(Ok(batch.report()));
+    }
     let queue = lock_or_create::<D>(conn, user).await?;
     let mut stats = held(&queue)?;
     let mut expire_floor = queue.expire_floor;
@@ -624,6 +628,50 @@ async fn write<D: Dialect>(
     let update = update_queue_query::<D>(user, next_seq, stats, expire_floor);
     insert::<D>(conn, user, batch.messages(), queue.next_seq, limits, update).await?;
     Ok(Ok(batch.report()))
+}
+
+/// Writes a batch of one message without a dedupe key in one statement, where the dialect
+/// can ([`Dialect::WRITE_ONE`]); `None` when the general path must run: the statement does
+/// not apply, or it found something held expired or the quota full.
+async fn write_one<D: Dialect>(
+    conn: &mut D::Conn,
+    user: &UserKey,
+    batch: &PreparedBatch,
+    quota: &Quota,
+    now: i64,
+) -> Result<Option<i64>, Failure> {
+    let (Some(sql), [message]) = (D::WRITE_ONE, batch.messages()) else {
+        return Ok(None);
+    };
+    let size = int(message.size());
+    let limit = |limit: Option<u64>| limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+    if message.dedupe_key.is_some()
+        || quota.max_messages == Some(0)
+        || quota.max_bytes.is_some_and(|max| message.size() > max)
+    {
+        return Ok(None);
+    }
+    let query = D::query(
+        sql,
+        [
+            Value::Text(user.server()),
+            Value::Text(user.user()),
+            Value::Int(size),
+            Value::OptInt(message.expire),
+            Value::Int(now),
+            Value::OptInt(limit(quota.max_messages)),
+            Value::OptInt(limit(quota.max_bytes)),
+            Value::Int(message.timestamp),
+            Value::OptInt(message.expire),
+            Value::Text(&message.from),
+            Value::Text(&message.to),
+            Value::Text(&message.packet),
+            Value::Int(size),
+            Value::OptBytes(message.permanent_fields.as_deref()),
+        ],
+    );
+    let rows: Vec<Seq> = conn.load(&query).await?;
+    Ok(rows.first().map(|row| row.seq))
 }
 
 /// Inserts messages with seqs from `next_seq`, in as few statements as the limits allow,

@@ -125,6 +125,7 @@ macro_rules! conformance_tests {
                 expiry_is_reached_at_the_expire_instant,
                 already_expired_messages_are_not_stored,
                 expired_messages_do_not_count_toward_quota,
+                a_later_message_that_expires_frees_its_room,
                 write_removes_the_users_expired_messages,
                 refused_write_still_removes_expired_messages,
                 now_moving_backwards_loses_nothing,

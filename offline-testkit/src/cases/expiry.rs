@@ -2,7 +2,7 @@
 
 use offline_core::{OfflineBackend, QueueStats, Quota, WriteReport};
 
-use super::{SECOND, T0, chat, packets, write};
+use super::{SECOND, T0, chat, new_packets, packets, write};
 use crate::Fixture;
 
 /// A pop returns only unexpired messages and removes the expired ones too.
@@ -121,6 +121,34 @@ pub async fn expired_messages_do_not_count_toward_quota<S: OfflineBackend>(fx: &
     assert_eq!(report.stored, 2, "two expired messages leave room for two");
     let popped = store.pop_messages(&juliet, later).await.unwrap();
     assert_eq!(popped.len(), 2, "only the fresh messages are delivered");
+}
+
+/// A message that expires, written one at a time after one that does not, frees its room
+/// once it has expired: a store that tracks the earliest expiry it holds must lower it when
+/// such a message arrives.
+pub async fn a_later_message_that_expires_frees_its_room<S: OfflineBackend>(fx: &mut Fixture<S>) {
+    let store = fx.store();
+    let juliet = fx.user("juliet");
+    let quota = Quota::messages(2);
+    let lasting = chat(&juliet, 0);
+    let lapsing = chat(&juliet, 1).expires_at(T0 + SECOND);
+    for message in [lasting, lapsing] {
+        store
+            .write_messages(&juliet, vec![message], quota, T0)
+            .await
+            .unwrap();
+    }
+    let later = T0 + SECOND;
+    store
+        .write_messages(&juliet, vec![chat(&juliet, 2)], quota, later)
+        .await
+        .expect("the expired message no longer counts toward the quota");
+    let popped = store.pop_messages(&juliet, later).await.unwrap();
+    assert_eq!(
+        packets(&popped),
+        new_packets(&[chat(&juliet, 0), chat(&juliet, 2)]),
+        "the lasting and the new message are delivered"
+    );
 }
 
 /// A write removes the user's expired messages before storing, so the count drops.
