@@ -47,6 +47,7 @@ impl Dialect for Postgres {
          messages = q.messages + 1, bytes = q.bytes + excluded.bytes, \
          expire_floor = LEAST(q.expire_floor, excluded.expire_floor) \
          WHERE (q.expire_floor IS NULL OR q.expire_floor > ?) \
+         AND q.next_seq < 9223372036854775807 \
          AND q.messages + 1 <= COALESCE(?, q.messages + 1) \
          AND q.bytes + excluded.bytes <= COALESCE(?, q.bytes + excluded.bytes) \
          RETURNING q.server, q.username, q.next_seq - 1 AS seq) \

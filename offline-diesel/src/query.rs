@@ -5,10 +5,12 @@
 //! placeholders (`$n` on PostgreSQL) when the statement runs. Values are borrowed from the
 //! caller, so a retried transaction binds the same data again without copying packets.
 //!
-//! Statements with few values are kept prepared on their connection (diesel's statement
-//! cache, keyed by the SQL text): a call then costs one round trip per statement instead of
-//! a parse and an execution. Statements with long lists (multi-row inserts, `IN` lists) come
-//! in too many shapes to keep, and are prepared per call.
+//! Statements of a fixed shape are kept prepared on their connection (diesel's statement
+//! cache, keyed by the SQL text and bind types): a call then costs one round trip per
+//! statement instead of a parse and an execution. Statements whose shape varies with the
+//! data (an `IN` list of more than one value, an insert of more than one row) are prepared
+//! per call, so that a connection keeps a handful of statements (MariaDB limits prepared
+//! statements server-wide).
 
 use std::future::Future;
 
@@ -38,11 +40,11 @@ pub(crate) enum Value<'a> {
 pub(crate) struct Query<'a> {
     sql: String,
     binds: Vec<Value<'a>>,
+    /// Rows appended with [`Query::row`].
+    rows: usize,
+    /// Whether its shape is fixed, so that keeping it prepared pays.
+    fixed_shape: bool,
 }
-
-/// Statements with at most this many values are kept prepared: a bounded number of shapes
-/// per statement.
-const MOST_VALUES_KEPT_PREPARED: usize = 24;
 
 impl<'a> Query<'a> {
     /// A statement in `?` placeholders bound to `binds`, in order. The store's SQL has no
@@ -51,6 +53,8 @@ impl<'a> Query<'a> {
         Self {
             sql: sql.into(),
             binds: binds.into_iter().collect(),
+            rows: 0,
+            fixed_shape: true,
         }
     }
 
@@ -70,6 +74,7 @@ impl<'a> Query<'a> {
     pub(crate) fn append(&mut self, other: Query<'a>) -> &mut Self {
         self.sql.push_str(&other.sql);
         self.binds.extend(other.binds);
+        self.fixed_shape &= other.fixed_shape;
         self
     }
 
@@ -81,14 +86,36 @@ impl<'a> Query<'a> {
 
     /// Appends `(?, ?, ...)`, one placeholder per value: an `IN` list.
     pub(crate) fn list(&mut self, values: impl IntoIterator<Item = Value<'a>>) -> &mut Self {
+        if self.parenthesised(values) > 1 {
+            self.fixed_shape = false;
+        }
+        self
+    }
+
+    /// Appends `(?, ?, ...)` of one row's values, to a multi-row `INSERT` (the caller puts
+    /// the commas between rows).
+    pub(crate) fn row(&mut self, values: impl IntoIterator<Item = Value<'a>>) -> &mut Self {
+        self.rows += 1;
+        if self.rows > 1 {
+            self.fixed_shape = false;
+        }
+        self.parenthesised(values);
+        self
+    }
+
+    /// Appends `(?, ?, ...)`; returns how many values it bound.
+    fn parenthesised(&mut self, values: impl IntoIterator<Item = Value<'a>>) -> usize {
         self.push("(");
-        for (i, value) in values.into_iter().enumerate() {
-            if i > 0 {
+        let mut count = 0;
+        for value in values {
+            if count > 0 {
                 self.push(", ");
             }
             self.param(value);
+            count += 1;
         }
-        self.push(")")
+        self.push(")");
+        count
     }
 
     /// The statement as diesel runs it.
@@ -116,8 +143,18 @@ where
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         let query = self.0;
-        if query.binds.len() > MOST_VALUES_KEPT_PREPARED {
+        if !query.fixed_shape {
             out.unsafe_to_cache_prepared();
+        }
+        let placeholders = query.sql.matches('?').count();
+        if placeholders != query.binds.len() {
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!(
+                    "a statement has {placeholders} placeholders and {} values",
+                    query.binds.len()
+                )
+                .into(),
+            ));
         }
         let mut pieces = query.sql.split('?');
         if let Some(first) = pieces.next() {
@@ -245,6 +282,32 @@ mod tests {
         query.list([Value::Int(2), Value::Int(3)]);
         assert_eq!(query.sql, "SELECT 1 WHERE a = ? AND b IN (?, ?)");
         assert_eq!(query.binds.len(), 3);
+    }
+
+    #[test]
+    fn only_fixed_shapes_are_kept_prepared() {
+        let mut one = Query::new("DELETE FROM t WHERE a = ? AND b IN ", [Value::Int(1)]);
+        one.list([Value::Int(2)]);
+        assert!(one.fixed_shape, "a one-value list has one shape");
+        let mut two = Query::new("DELETE FROM t WHERE a = ? AND b IN ", [Value::Int(1)]);
+        two.list([Value::Int(2), Value::Int(3)]);
+        assert!(!two.fixed_shape, "longer lists vary with the data");
+        let mut rows = Query::new("INSERT INTO t VALUES ", []);
+        rows.row([Value::Int(1)]);
+        assert!(rows.fixed_shape, "a one-row insert has one shape");
+        rows.push(", ").row([Value::Int(2)]);
+        assert!(!rows.fixed_shape, "multi-row inserts vary with the data");
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn a_statement_whose_values_do_not_match_its_placeholders_is_refused() {
+        use diesel::pg::{Pg, PgQueryBuilder};
+        let query = Query::new("SELECT 1 WHERE a = ? AND b = ?", [Value::Int(1)]);
+        let built = query
+            .statement()
+            .to_sql(&mut PgQueryBuilder::default(), &Pg);
+        assert!(built.is_err(), "the statement was built: {built:?}");
     }
 
     #[cfg(feature = "postgres")]

@@ -717,7 +717,7 @@ async fn insert<'a, D: Dialect>(
             next_seq = next_seq.checked_add(1).ok_or_else(|| {
                 Failure::Refused(OfflineError::backend(BACKEND, "the user's seqs ran out"))
             })?;
-            query.list([
+            query.row([
                 Value::Text(user.server()),
                 Value::Text(user.user()),
                 Value::Int(seq),
