@@ -12,41 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::ledger::Ledger;
+use common::ledger::{Ledger, Plan, workload};
 use common::{MYSQL, POSTGRES, connect, required, unavailable};
 use diesel_async::{
     AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, SimpleAsyncConnection,
 };
-use offline_core::{NewMessage, OfflineBackend, Quota, UserKey};
+use offline_core::{OfflineBackend, Quota, UserKey};
 use offline_diesel::DieselBackend;
 use parking_lot::Mutex;
-
-/// Writes keyed messages and pops, round the users, until `stop`.
-async fn writer(
-    store: Arc<DieselBackend>,
-    users: Arc<Vec<UserKey>>,
-    worker: usize,
-    ledger: Arc<Mutex<Ledger>>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut n = 0;
-    while !stop.load(Ordering::Relaxed) {
-        n += 1;
-        let user = &users[fastrand::usize(..users.len())];
-        if n % 5 == 0 {
-            let popped = store.pop_messages(user, 1).await;
-            ledger.lock().pop(user, &popped);
-        } else {
-            let key = format!("w{worker}-{n}");
-            let message = NewMessage::new(1, "romeo@example.net/r", user.to_string(), "<m/>")
-                .dedupe_key(key.clone());
-            let written = store
-                .write_messages(user, vec![message], Quota::UNLIMITED, 1)
-                .await;
-            ledger.lock().write(user, key, &written);
-        }
-    }
-}
 
 /// Runs writers and poppers on `store` while `kill` ends its connections 8 times, then
 /// checks what was acknowledged against what is held and was delivered.
@@ -62,10 +35,15 @@ async fn survive_killed_connections(store: DieselBackend, kill: impl AsyncFn() -
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..6)
         .map(|worker| {
-            tokio::spawn(writer(
+            tokio::spawn(workload(
                 Arc::clone(&store),
                 Arc::clone(&users),
-                worker,
+                Plan {
+                    worker,
+                    pop_every: Some(5),
+                    quota: Quota::UNLIMITED,
+                    pause: Duration::ZERO,
+                },
                 Arc::clone(&ledger),
                 Arc::clone(&stop),
             ))

@@ -17,10 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::ledger::Ledger;
+use common::ledger::{Ledger, Plan, workload};
 use common::{connect, in_ci};
-use offline_core::{NewMessage, OfflineBackend, Quota, UserKey};
-use offline_diesel::DieselBackend;
+use offline_core::{OfflineBackend, Quota, UserKey};
 use parking_lot::Mutex;
 
 const URLS: &str = "OFFLINE_TEST_GALERA_URLS";
@@ -46,37 +45,6 @@ fn galera(action: &str, node: usize) {
 }
 
 const QUOTA: u64 = 40;
-
-/// Writes (and pops, if `pops`) on one node until `stop`, recording what was acknowledged.
-async fn workload(
-    store: Arc<DieselBackend>,
-    users: Arc<Vec<UserKey>>,
-    (worker, pops): (usize, bool),
-    ledger: Arc<Mutex<Ledger>>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut n = 0u64;
-    loop {
-        let user = &users[fastrand::usize(..users.len())];
-        n += 1;
-        if pops && n.is_multiple_of(7) {
-            let popped = store.pop_messages(user, 1).await;
-            ledger.lock().pop(user, &popped);
-        } else {
-            let key = format!("w{worker}-{n}");
-            let message = NewMessage::new(1, "romeo@example.net/r", user.to_string(), "<m/>")
-                .dedupe_key(key.clone());
-            let written = store
-                .write_messages(user, vec![message], Quota::messages(QUOTA), 1)
-                .await;
-            ledger.lock().write(user, key, &written);
-        }
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
 
 /// A node killed with SIGKILL while writers and poppers work on all three: calls through it
 /// fail with `Unavailable`, the others go on (after Galera's few seconds of reconfiguring),
@@ -111,7 +79,12 @@ fn a_killed_node_loses_nothing_acknowledged_and_rejoins() {
                 workers.push(tokio::spawn(workload(
                     Arc::clone(store),
                     Arc::clone(&users),
-                    (worker, node != 2),
+                    Plan {
+                        worker,
+                        pop_every: (node != 2).then_some(7),
+                        quota: Quota::messages(QUOTA),
+                        pause: Duration::from_millis(2),
+                    },
                     Arc::clone(&ledger),
                     Arc::clone(&stop),
                 )));

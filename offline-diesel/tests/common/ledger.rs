@@ -4,8 +4,14 @@
 #![allow(dead_code, unreachable_pub, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use offline_core::{OfflineError, Result, StoredMessage, UserKey, WriteReport};
+use offline_core::{
+    NewMessage, OfflineBackend, OfflineError, Quota, Result, StoredMessage, UserKey, WriteReport,
+};
+use parking_lot::Mutex;
 
 /// The outcomes of every call, per user, in the order the calls ended.
 #[derive(Default)]
@@ -135,5 +141,48 @@ impl Ledger {
             self.uncertain_pops.values().map(Vec::len).sum::<usize>(),
             self.unavailable
         )
+    }
+}
+
+/// What one worker of [`workload`] does.
+pub struct Plan {
+    /// Names its keys apart from other workers'.
+    pub worker: usize,
+    /// Pops instead of writing on every this many calls; `None`: only writes.
+    pub pop_every: Option<u64>,
+    /// The quota its writes apply.
+    pub quota: Quota,
+    /// A pause between calls.
+    pub pause: Duration,
+}
+
+/// Writes keyed messages to random users of `users` (and pops, as `plan` says) on `store`
+/// until `stop`, recording every outcome in `ledger`.
+pub async fn workload<S: OfflineBackend>(
+    store: Arc<S>,
+    users: Arc<Vec<UserKey>>,
+    plan: Plan,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let user = &users[fastrand::usize(..users.len())];
+        if plan.pop_every.is_some_and(|every| n.is_multiple_of(every)) {
+            let popped = store.pop_messages(user, 1).await;
+            ledger.lock().pop(user, &popped);
+        } else {
+            let key = format!("w{}-{n}", plan.worker);
+            let message = NewMessage::new(1, "romeo@example.net/r", user.to_string(), "<m/>")
+                .dedupe_key(key.clone());
+            let written = store
+                .write_messages(user, vec![message], plan.quota, 1)
+                .await;
+            ledger.lock().write(user, key, &written);
+        }
+        if !plan.pause.is_zero() {
+            tokio::time::sleep(plan.pause).await;
+        }
     }
 }
