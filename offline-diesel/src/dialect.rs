@@ -48,6 +48,12 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// stamp, expire, from, to, packet, size and permanent fields.
     const WRITE_ONE: Option<&'static str> = None;
 
+    /// The whole pop as one statement, where the dialect can (PostgreSQL: a function that
+    /// locks and empties the queue row, then deletes and returns every message; each of its
+    /// statements sees what was committed before it ran). Binds: server, username; returns
+    /// the message columns.
+    const POP_ONE: Option<&'static str> = None;
+
     /// The connection the pool hands out.
     type Conn: Session;
 

@@ -261,6 +261,56 @@ impl MongooseImport {
     }
 }
 
+/// MongooseIM's `offline_message` table as its schema files create it (`priv/pg.sql`,
+/// `priv/mysql.sql`), named `table`, with its `(server, username, id)` index: for tests,
+/// benchmarks and rehearsals of a move that need MongooseIM's own table beside the store's.
+/// SQLite, which MongooseIM does not run on, and a table name that is not an identifier are
+/// `InvalidInput`.
+///
+/// ```
+/// use offline_diesel::DatabaseKind;
+/// use offline_diesel::import::mongooseim_schema;
+///
+/// let ddl = mongooseim_schema(DatabaseKind::Postgres, "offline_message").unwrap();
+/// assert!(ddl.starts_with("CREATE TABLE offline_message ("));
+/// assert!(mongooseim_schema(DatabaseKind::Postgres, "x; DROP TABLE y").is_err());
+/// ```
+pub fn mongooseim_schema(kind: DatabaseKind, table: &str) -> Result<String, OfflineError> {
+    check_table(table)?;
+    let index = format!("i_{}_su", table.rsplit('.').next().unwrap_or(table));
+    match kind {
+        DatabaseKind::Postgres => Ok(format!(
+            "CREATE TABLE {table} (
+                id SERIAL UNIQUE PRIMARY KEY,
+                timestamp BIGINT NOT NULL,
+                expire BIGINT,
+                server varchar(250) NOT NULL,
+                username varchar(250) NOT NULL,
+                from_jid varchar(250) NOT NULL,
+                packet text NOT NULL,
+                permanent_fields bytea
+            );
+            CREATE INDEX {index} ON {table} USING btree (server, username, id);"
+        )),
+        DatabaseKind::Mysql => Ok(format!(
+            "CREATE TABLE {table} (
+                id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                timestamp BIGINT UNSIGNED NOT NULL,
+                expire BIGINT UNSIGNED,
+                server varchar(250) NOT NULL,
+                username varchar(250) NOT NULL,
+                from_jid varchar(250) NOT NULL,
+                packet mediumblob NOT NULL,
+                permanent_fields mediumblob
+            ) ENGINE=InnoDB CHARACTER SET utf8mb4 ROW_FORMAT=DYNAMIC;
+            CREATE INDEX {index} USING BTREE ON {table}(server, username, id);"
+        )),
+        DatabaseKind::Sqlite => Err(OfflineError::invalid_input(
+            "MongooseIM has no SQLite schema",
+        )),
+    }
+}
+
 /// A table name: letters, digits and `_`, optionally after a schema and a dot.
 fn check_table(table: &str) -> Result<(), OfflineError> {
     let valid = !table.is_empty()

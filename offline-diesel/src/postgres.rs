@@ -55,6 +55,10 @@ impl Dialect for Postgres {
          to_jid, packet, packet_bytes, permanent_fields) \
          SELECT q.server, q.username, q.seq, ?, ?, ?, ?, ?, ?, ? FROM q RETURNING seq",
     );
+    const POP_ONE: Option<&'static str> = Some(
+        "SELECT seq, stamp, expire, from_jid, to_jid, packet, dedupe_key, permanent_fields \
+         FROM offline_store_pop(?, ?)",
+    );
     const USERS_OF_SERVER: &'static str = "SELECT server, username FROM offline_store_queue \
          WHERE server = ? AND messages > 0 AND username > ? ORDER BY username LIMIT ?";
 

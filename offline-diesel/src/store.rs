@@ -146,6 +146,16 @@ impl<D: Dialect> SqlStore<D> {
         let limits = self.limits;
         self.run(move |mut conn| {
             Box::pin(async move {
+                // One message without a dedupe key is one statement where the dialect can: a
+                // transaction of its own, one round trip.
+                match write_one::<D>(&mut *conn, user, batch, quota, now).await {
+                    Ok(Some(seq)) => {
+                        tracing::trace!(%user, seq, "written in one statement");
+                        return (conn, Ok(batch.report()));
+                    }
+                    Ok(None) => {}
+                    Err(failure) => return (conn, Err(failure)),
+                }
                 let result = transaction(&mut *conn, async |conn: &mut D::Conn| {
                     write::<D>(conn, user, batch.clone(), quota, now, limits).await
                 })
@@ -167,10 +177,22 @@ impl<D: Dialect> SqlStore<D> {
         let rows = self
             .run(move |mut conn| {
                 Box::pin(async move {
-                    let result = transaction(&mut *conn, async |conn: &mut D::Conn| {
-                        pop::<D>(conn, user).await
-                    })
-                    .await;
+                    let result = match D::POP_ONE {
+                        // One statement is a transaction of its own: one round trip.
+                        Some(sql) => {
+                            let query = D::query(
+                                sql,
+                                [Value::Text(user.server()), Value::Text(user.user())],
+                            );
+                            conn.load(&query).await.map_err(Failure::from)
+                        }
+                        None => {
+                            transaction(&mut *conn, async |conn: &mut D::Conn| {
+                                pop::<D>(conn, user).await
+                            })
+                            .await
+                        }
+                    };
                     (conn, result)
                 })
             })
@@ -553,10 +575,6 @@ async fn write<D: Dialect>(
     now: i64,
     limits: StatementLimits,
 ) -> Result<Result<WriteReport>, Failure> {
-    if let Some(seq) = write_one::<D>(conn, user, &batch, quota, now).await? {
-        tracing::trace!(%user, seq, "written in one statement");
-        return Ok(Ok(batch.report()));
-    }
     let queue = lock_or_create::<D>(conn, user).await?;
     let mut stats = held(&queue)?;
     let mut expire_floor = queue.expire_floor;

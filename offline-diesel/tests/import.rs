@@ -13,40 +13,12 @@ use diesel_async::{
     AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, SimpleAsyncConnection,
 };
 use offline_core::{OfflineBackend, UserKey};
-use offline_diesel::import::{DEDUPE_PREFIX, ImportOptions, MongooseImport};
+use offline_diesel::DatabaseKind;
+use offline_diesel::import::{DEDUPE_PREFIX, ImportOptions, MongooseImport, mongooseim_schema};
 
-/// MongooseIM's PostgreSQL table (priv/pg.sql), under a name of the test's own.
-fn postgres_ddl(table: &str) -> String {
-    format!(
-        "CREATE TABLE {table} (
-            id SERIAL UNIQUE PRIMARY KEY,
-            timestamp BIGINT NOT NULL,
-            expire BIGINT,
-            server varchar(250) NOT NULL,
-            username varchar(250) NOT NULL,
-            from_jid varchar(250) NOT NULL,
-            packet text NOT NULL,
-            permanent_fields bytea
-        );
-        CREATE INDEX i_{table}_su ON {table} USING btree (server, username, id);"
-    )
-}
-
-/// MongooseIM's MySQL table (priv/mysql.sql), under a name of the test's own.
-fn mysql_ddl(table: &str) -> String {
-    format!(
-        "CREATE TABLE {table} (
-            id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-            timestamp BIGINT UNSIGNED NOT NULL,
-            expire BIGINT UNSIGNED,
-            server varchar(250) NOT NULL,
-            username varchar(250) NOT NULL,
-            from_jid varchar(250) NOT NULL,
-            packet mediumblob NOT NULL,
-            permanent_fields mediumblob
-        ) ENGINE=InnoDB CHARACTER SET utf8mb4 ROW_FORMAT=DYNAMIC;
-        CREATE INDEX i_{table}_su USING BTREE ON {table}(server, username, id);"
-    )
+/// MongooseIM's table on `kind`, under a name of the test's own.
+fn ddl(kind: DatabaseKind, table: &str) -> String {
+    mongooseim_schema(kind, table).unwrap()
 }
 
 /// The rows, as MongooseIM writes them: microsecond stamps, bare usernames and servers.
@@ -156,7 +128,7 @@ fn names() -> (String, String) {
 
 /// Creates MongooseIM's table on the database `variable` names with `ddl`, fills it (blobs
 /// written as `blob` spells them), imports it and checks the result, then drops the table.
-fn import_from<C>(variable: &str, ddl: fn(&str) -> String, blob: &str)
+fn import_from<C>(variable: &str, kind: DatabaseKind, blob: &str)
 where
     C: AsyncConnection + SimpleAsyncConnection,
 {
@@ -168,7 +140,7 @@ where
         let url = required(variable).unwrap();
         let (table, domain) = names();
         let mut admin = C::establish(&url).await.unwrap();
-        admin.batch_execute(&ddl(&table)).await.unwrap();
+        admin.batch_execute(&ddl(kind, &table)).await.unwrap();
         admin
             .batch_execute(&rows(&table, &domain, blob))
             .await
@@ -183,10 +155,10 @@ where
 
 #[test]
 fn imports_mongooseim_postgres_rows() {
-    import_from::<AsyncPgConnection>(POSTGRES, postgres_ddl, "'\\xdead00be'::bytea");
+    import_from::<AsyncPgConnection>(POSTGRES, DatabaseKind::Postgres, "'\\xdead00be'::bytea");
 }
 
 #[test]
 fn imports_mongooseim_mysql_rows() {
-    import_from::<AsyncMysqlConnection>(MYSQL, mysql_ddl, "X'dead00be'");
+    import_from::<AsyncMysqlConnection>(MYSQL, DatabaseKind::Mysql, "X'dead00be'");
 }

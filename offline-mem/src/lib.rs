@@ -4,8 +4,10 @@
 //! servers that accept losing offline messages on restart. It is sharded: users are hashed
 //! onto independent shards, so writers to different users rarely contend on one lock, and a
 //! user's quota check and insert happen under that user's shard lock, which makes them atomic.
-//! Per-domain time indexes make `remove_expired_messages` and `remove_old_messages` cost what
-//! they remove, and domain operations never walk another domain's users.
+//! Per-domain indexes hold each queue once, under its oldest stamp and its earliest expiry:
+//! `remove_expired_messages` and `remove_old_messages` visit only the queues holding something
+//! they remove, a write that changes neither time (the usual case) leaves the indexes alone,
+//! and domain operations never walk another domain's users.
 //!
 //! ```
 //! use offline_core::{NewMessage, OfflineBackend, Quota, UserKey};
@@ -23,9 +25,7 @@
 
 mod shard;
 
-use std::hash::{BuildHasher, RandomState};
-use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::BuildHasher;
 
 use async_trait::async_trait;
 use offline_core::{
@@ -34,7 +34,7 @@ use offline_core::{
 };
 use parking_lot::Mutex;
 
-use crate::shard::{Shard, TimeIndex};
+use crate::shard::Shard;
 
 /// The number of shards [`MemBackend::new`] uses.
 pub const DEFAULT_SHARDS: usize = 64;
@@ -43,8 +43,9 @@ pub const DEFAULT_SHARDS: usize = 64;
 #[derive(Debug)]
 pub struct MemBackend {
     shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
-    last_seq: AtomicU64,
+    /// Picks a user's shard: fast and seeded per store. A collision only puts two users on
+    /// one shard; the maps inside keep std's SipHash against crafted collisions.
+    hasher: foldhash::fast::RandomState,
 }
 
 impl MemBackend {
@@ -57,8 +58,7 @@ impl MemBackend {
     pub fn with_shards(shards: usize) -> Self {
         Self {
             shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
-            last_seq: AtomicU64::new(0),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
@@ -68,10 +68,11 @@ impl MemBackend {
         &self.shards[(hash % self.shards.len() as u64) as usize]
     }
 
-    fn purge(&self, domain: &Domain, which: TimeIndex, upto: Bound<(i64, u64)>) -> u64 {
+    /// Runs a domain purge on every shard; returns how many messages it removed.
+    fn purge(&self, purge: impl Fn(&mut Shard) -> u64) -> u64 {
         self.shards
             .iter()
-            .map(|shard| shard.lock().remove_indexed(domain, which, upto))
+            .map(|shard| purge(&mut shard.lock()))
             .sum()
     }
 }
@@ -95,35 +96,14 @@ impl OfflineBackend for MemBackend {
         quota: Quota,
         now: i64,
     ) -> Result<WriteReport> {
-        let mut batch = PreparedBatch::new(messages, now)?;
-        let mut shard = self.shard(user).lock();
-        shard.remove_expired_of(user, now);
-        let held = match shard.queue(user) {
-            Some(queue) => {
-                batch.skip_held_duplicates(|key| queue.holds_key(key));
-                queue.stats()
-            }
-            None => QueueStats::default(),
-        };
-        batch.check_quota(user, &quota, held)?;
-        let (messages, report) = batch.into_parts();
-        if !messages.is_empty() {
-            // Seqs are taken under the shard lock, so a user's seqs follow arrival order.
-            let count = messages.len() as u64;
-            let first = self.last_seq.fetch_add(count, Ordering::Relaxed) + 1;
-            shard.append(user, (first..).zip(messages));
-        }
-        Ok(report)
+        let batch = PreparedBatch::new(messages, now)?;
+        self.shard(user).lock().write(user, batch, &quota, now)
     }
 
     async fn pop_messages(&self, user: &UserKey, now: i64) -> Result<Vec<StoredMessage>> {
-        let queue = self.shard(user).lock().take_queue(user);
-        Ok(queue
-            .into_iter()
-            .flatten()
-            .filter(|(_, message)| !message.is_expired(now))
-            .map(|(seq, message)| StoredMessage { seq, message })
-            .collect())
+        let mut queue = self.shard(user).lock().take_queue(user).unwrap_or_default();
+        queue.retain(|stored| !stored.message.is_expired(now));
+        Ok(queue)
     }
 
     async fn fetch_messages(
@@ -170,11 +150,11 @@ impl OfflineBackend for MemBackend {
     }
 
     async fn remove_expired_messages(&self, domain: &Domain, now: i64) -> Result<u64> {
-        Ok(self.purge(domain, TimeIndex::Expire, Bound::Included((now, u64::MAX))))
+        Ok(self.purge(|shard| shard.remove_expired(domain, now)))
     }
 
     async fn remove_old_messages(&self, domain: &Domain, cutoff: i64) -> Result<u64> {
-        Ok(self.purge(domain, TimeIndex::Timestamp, Bound::Excluded((cutoff, 0))))
+        Ok(self.purge(|shard| shard.remove_older(domain, cutoff)))
     }
 
     async fn remove_user(&self, user: &UserKey) -> Result<u64> {
@@ -183,11 +163,7 @@ impl OfflineBackend for MemBackend {
     }
 
     async fn remove_domain(&self, domain: &Domain) -> Result<u64> {
-        Ok(self
-            .shards
-            .iter()
-            .map(|shard| shard.lock().remove_domain(domain))
-            .sum())
+        Ok(self.purge(|shard| shard.remove_domain(domain)))
     }
 }
 
@@ -224,8 +200,8 @@ mod tests {
         assert_eq!(MemBackend::default().name(), "mem");
     }
 
-    /// Every removal path takes its messages out of the per-domain time indexes too, so they
-    /// do not grow with every message ever stored.
+    /// Every removal path takes emptied queues out of the per-domain time indexes too, so
+    /// they do not grow with every queue ever held.
     #[tokio::test]
     async fn every_removal_path_empties_the_time_indexes() {
         let store = MemBackend::with_shards(4);
@@ -244,6 +220,9 @@ mod tests {
         for path in [
             "pop",
             "remove_messages",
+            "remove_messages one by one",
+            "remove_expired in steps",
+            "remove_old in steps",
             "expiry at write",
             "remove_expired",
             "remove_old",
@@ -254,8 +233,8 @@ mod tests {
             write(juliet.clone(), T0).await;
             assert_eq!(
                 index_size(&store),
-                (6, 1),
-                "{path}: 3 messages indexed twice"
+                (2, 1),
+                "{path}: the queue indexed by its oldest stamp and its earliest expiry"
             );
             match path {
                 "pop" => drop(store.pop_messages(&juliet, T0).await.unwrap()),
@@ -263,6 +242,24 @@ mod tests {
                     let held = store.fetch_messages(&juliet, None, None, T0).await.unwrap();
                     let seqs: Vec<u64> = held.iter().map(|s| s.seq).collect();
                     store.remove_messages(&juliet, &seqs).await.unwrap();
+                }
+                "remove_messages one by one" => {
+                    let held = store.fetch_messages(&juliet, None, None, T0).await.unwrap();
+                    for stored in held {
+                        store.remove_messages(&juliet, &[stored.seq]).await.unwrap();
+                    }
+                }
+                // Messages n = 0, 1, 2 are stamped T0 - n and expire at T0 + 10 + n: each
+                // first step removes the queue's earliest expiry or oldest stamp, not all.
+                "remove_expired in steps" => {
+                    for now in [T0 + 10, T0 + 100] {
+                        store.remove_expired_messages(&domain, now).await.unwrap();
+                    }
+                }
+                "remove_old in steps" => {
+                    for cutoff in [T0 - 1, T0 + 1] {
+                        store.remove_old_messages(&domain, cutoff).await.unwrap();
+                    }
                 }
                 "expiry at write" => {
                     let empty = Vec::new();

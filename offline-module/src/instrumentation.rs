@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use jid::Jid;
-use metrics::Label;
+use metrics::{Key, Label, Level, Metadata};
 use minidom::Element;
 
 use offline_core::{
@@ -42,19 +42,37 @@ pub enum MetricNames {
     },
 }
 
-/// Emits the metrics of one host type.
+/// What every metric of this module is registered with, as the `metrics` macros would.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+fn increment(key: &Key, n: u64) {
+    metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA).increment(n));
+}
+
+fn record(key: &Key, value: f64) {
+    metrics::with_recorder(|recorder| recorder.register_histogram(key, &METADATA).record(value));
+}
+
+/// Emits the metrics of one host type. The names and labels of the metrics emitted on every
+/// message are built once, not on each call.
 #[derive(Clone, Debug)]
 pub struct Instrumentation {
     host_type: Arc<str>,
     names: MetricNames,
+    /// `mod_offline_stored_count`.
+    stored: Arc<Key>,
 }
 
 impl Instrumentation {
     /// Metrics for `host_type`, named as `names` says.
     pub fn new(host_type: impl Into<Arc<str>>, names: MetricNames) -> Self {
+        let host_type = host_type.into();
+        let stored = key(&host_type, names, "mod_offline_stored", None, "count");
         Self {
-            host_type: host_type.into(),
+            host_type,
             names,
+            stored: Arc::new(stored),
         }
     }
 
@@ -71,24 +89,20 @@ impl Instrumentation {
         bounce_reply(from, to, message)
     }
 
-    /// A `pop_messages` or `write_messages` call to `backend` that took `elapsed`.
-    pub(crate) fn backend_call(&self, backend: &str, function: &'static str, elapsed: Duration) {
+    /// The count and time metrics of `function` calls to `backend`.
+    fn backend_call(&self, backend: &str, function: &'static str) -> CallMetrics {
         let event = format!("mod_offline_{backend}");
         let label = Some(("function", function));
-        self.count(&event, label, 1);
-        let micros = elapsed.as_secs_f64() * 1e6;
-        match self.names {
-            MetricNames::Prometheus => {
-                metrics::histogram!(format!("{event}_time"), self.labels(label)).record(micros);
-            }
-            MetricNames::Exometer { .. } => {
-                metrics::histogram!(self.flat_name(&event, label, "time")).record(micros);
-            }
+        CallMetrics {
+            count: key(&self.host_type, self.names, &event, label, "count"),
+            time: key(&self.host_type, self.names, &event, label, "time"),
         }
     }
 
     pub(crate) fn stored(&self, messages: u64) {
-        self.count("mod_offline_stored", None, messages);
+        if messages > 0 {
+            increment(&self.stored, messages);
+        }
     }
 
     pub(crate) fn rejected(&self, reason: &'static str) {
@@ -104,59 +118,79 @@ impl Instrumentation {
     }
 
     fn count(&self, event: &str, label: Option<(&'static str, &'static str)>, n: u64) {
-        if n == 0 {
-            return;
-        }
-        match self.names {
-            MetricNames::Prometheus => {
-                metrics::counter!(format!("{event}_count"), self.labels(label)).increment(n);
-            }
-            MetricNames::Exometer { .. } => {
-                metrics::counter!(self.flat_name(event, label, "count")).increment(n);
-            }
-        }
-    }
-
-    fn labels(&self, label: Option<(&'static str, &'static str)>) -> Vec<Label> {
-        let mut labels = vec![Label::new("host_type", self.host_type.to_string())];
-        labels.extend(label.map(|(key, value)| Label::new(key, value)));
-        labels
-    }
-
-    fn flat_name(&self, event: &str, label: Option<(&str, &str)>, metric: &str) -> String {
-        let scope = match self.names {
-            MetricNames::Exometer {
-                all_metrics_are_global: true,
-            } => "global",
-            _ => &self.host_type,
-        };
-        match label {
-            Some((_, value)) => format!("{scope}.{event}.{value}.{metric}"),
-            None => format!("{scope}.{event}.{metric}"),
+        if n > 0 {
+            increment(&key(&self.host_type, self.names, event, label, "count"), n);
         }
     }
 }
 
+/// The key of an event's `metric` (`count`, `time`) for `host_type`, named as `names` says.
+fn key(
+    host_type: &str,
+    names: MetricNames,
+    event: &str,
+    label: Option<(&'static str, &'static str)>,
+    metric: &str,
+) -> Key {
+    match names {
+        MetricNames::Prometheus => {
+            let mut labels = vec![Label::new("host_type", host_type.to_owned())];
+            labels.extend(label.map(|(key, value)| Label::new(key, value)));
+            Key::from_parts(format!("{event}_{metric}"), labels)
+        }
+        MetricNames::Exometer {
+            all_metrics_are_global,
+        } => {
+            let scope = if all_metrics_are_global {
+                "global"
+            } else {
+                host_type
+            };
+            Key::from_name(match label {
+                Some((_, value)) => format!("{scope}.{event}.{value}.{metric}"),
+                None => format!("{scope}.{event}.{metric}"),
+            })
+        }
+    }
+}
+
+/// The count and time of one backend function's calls.
+#[derive(Debug)]
+struct CallMetrics {
+    count: Key,
+    time: Key,
+}
+
+impl CallMetrics {
+    fn record(&self, started: Instant) {
+        increment(&self.count, 1);
+        record(&self.time, micros(started.elapsed()));
+    }
+}
+
+fn micros(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64() * 1e6
+}
+
 /// A backend decorator recording MongooseIM's backend metrics (count and time of
-/// `pop_messages` and `write_messages`) around any backend.
+/// `pop_messages` and `write_messages`) around any backend. Their names and labels are built
+/// when it is made.
 #[derive(Debug)]
 pub struct InstrumentedBackend {
     inner: Arc<dyn OfflineBackend>,
-    instrumentation: Instrumentation,
+    writes: CallMetrics,
+    pops: CallMetrics,
 }
 
 impl InstrumentedBackend {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn OfflineBackend>, instrumentation: Instrumentation) -> Self {
+        let backend = inner.name();
         Self {
+            writes: instrumentation.backend_call(backend, "write_messages"),
+            pops: instrumentation.backend_call(backend, "pop_messages"),
             inner,
-            instrumentation,
         }
-    }
-
-    fn record(&self, function: &'static str, started: Instant) {
-        self.instrumentation
-            .backend_call(self.inner.name(), function, started.elapsed());
     }
 }
 
@@ -175,14 +209,14 @@ impl OfflineBackend for InstrumentedBackend {
     ) -> Result<WriteReport> {
         let started = Instant::now();
         let result = self.inner.write_messages(user, messages, quota, now).await;
-        self.record("write_messages", started);
+        self.writes.record(started);
         result
     }
 
     async fn pop_messages(&self, user: &UserKey, now: i64) -> Result<Vec<StoredMessage>> {
         let started = Instant::now();
         let result = self.inner.pop_messages(user, now).await;
-        self.record("pop_messages", started);
+        self.pops.record(started);
         result
     }
 

@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS offline_store_pop(TEXT, TEXT);
