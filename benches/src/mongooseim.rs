@@ -12,7 +12,7 @@
 //! The table is MongooseIM's `offline_message` (`priv/pg.sql`, `priv/mysql.sql`; SQLite gets
 //! the PostgreSQL columns) under a name of its own, `offline_bench_mongooseim`, so a benchmark
 //! never touches a real MongooseIM table. It is dropped and created again when the baseline
-//! connects.
+//! connects, and dropped by [`Subject::tear_down`].
 
 use async_trait::async_trait;
 use diesel::{BoolExpressionMethods, ExpressionMethods, QueryDsl};
@@ -319,5 +319,15 @@ impl Subject for MongooseSql {
 
     async fn clear(&self, domain: &Domain) -> Result<()> {
         on_dialect!(self, clear(domain))
+    }
+
+    async fn tear_down(&self) -> Result<()> {
+        let drop_table = format!("DROP TABLE IF EXISTS {TABLE}");
+        match &self.pools {
+            Pools::Postgres(pool) => pool.get().await?.batch_execute(&drop_table).await?,
+            Pools::Mysql(pool) => pool.get().await?.batch_execute(&drop_table).await?,
+            Pools::Sqlite(pool) => pool.get().await?.batch_execute(&drop_table).await?,
+        }
+        Ok(())
     }
 }

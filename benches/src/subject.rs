@@ -44,6 +44,11 @@ pub trait Subject: Send + Sync {
 
     /// Removes everything the domain holds (between benchmark samples, untimed).
     async fn clear(&self, domain: &Domain) -> Result<()>;
+
+    /// Removes what the subject created for the benchmark (the SQL baseline's table).
+    async fn tear_down(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One of our backends, through its [`OfflineBackend`] implementation.

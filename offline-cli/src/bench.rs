@@ -96,6 +96,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), BoxError> {
     target.store.clear(&domain).await?;
     if let Some(baseline) = &target.baseline {
         baseline.clear(&domain).await?;
+        baseline.tear_down().await?;
     }
     result?;
     print_table(&rows);
@@ -185,6 +186,13 @@ async fn open(args: &BenchArgs) -> Result<Target, BoxError> {
     };
     let config = OfflineConfig::from_file(path)?;
     let host = match &args.host {
+        Some(host) if !is_configured(&config, host) => {
+            return Err(format!(
+                "--host {host}: not a host or host type of {} (general.hosts, general.host_types)",
+                path.display()
+            )
+            .into());
+        }
         Some(host) => host.clone(),
         None => config
             .hosts
@@ -232,6 +240,12 @@ async fn open(args: &BenchArgs) -> Result<Target, BoxError> {
         baseline,
         _dirs: dirs,
     })
+}
+
+/// Whether `host` is one of the configuration's hosts or host types.
+fn is_configured(config: &OfflineConfig, host: &str) -> bool {
+    config.hosts.iter().any(|domain| domain.as_str() == host)
+        || config.host_types.iter().any(|host_type| host_type == host)
 }
 
 async fn open_embedded(args: &BenchArgs) -> Result<Target, BoxError> {

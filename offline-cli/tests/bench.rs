@@ -133,4 +133,10 @@ fn bench_measures_the_store_a_mongooseim_config_names() {
         text.lines().any(|line| line.starts_with("naive map ")),
         "{text}"
     );
+
+    let config = config.to_str().unwrap();
+    let output = offlinectl(&["bench", "--config", config, "--host", "localhots"]);
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("--host localhots: not a host"), "{error}");
 }

@@ -8,6 +8,7 @@
 //! batch that stores messages also merges its highest seq into the persisted high-water mark
 //! with a `max` merge operator, so the mark never goes back, whatever order batches commit in.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
@@ -20,11 +21,12 @@ use offline_core::{
 use parking_lot::{Mutex, MutexGuard};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
-    Direction, IteratorMode, MergeOperands, Options, ReadOptions, WriteBatch, WriteOptions,
+    Direction, IteratorMode, MergeOperands, Options, ReadOptions, ReadTier, WriteBatch,
+    WriteOptions,
 };
 
 use crate::codec::{self, Corrupt};
-use crate::error::{OpenError, backend};
+use crate::error::{BACKEND, OpenError, backend};
 use crate::{Compression, RocksConfig, keys};
 
 /// The on-disk format this build reads and writes.
@@ -50,6 +52,52 @@ const PURGE_CHUNK: usize = 1024;
 
 /// A key and its value, as an iterator yields them.
 type Entry = (Box<[u8]>, Box<[u8]>);
+
+thread_local! {
+    /// Set while a call runs in memory-only mode ([`Store::try_in_memory`]) on this thread.
+    static MEMORY_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Memory-only mode on this thread until dropped (also when `work` panics).
+struct MemoryOnly;
+
+impl MemoryOnly {
+    fn enter() -> Self {
+        MEMORY_ONLY.set(true);
+        Self
+    }
+}
+
+impl Drop for MemoryOnly {
+    fn drop(&mut self) {
+        MEMORY_ONLY.set(false);
+    }
+}
+
+/// A call in memory-only mode found the user's lock taken.
+#[derive(Debug, thiserror::Error)]
+#[error("the user's lock is taken")]
+struct WouldBlock;
+
+/// Read options: in memory-only mode, a read that would go to disk fails as `Incomplete`.
+fn read_options() -> ReadOptions {
+    let mut options = ReadOptions::default();
+    if MEMORY_ONLY.get() {
+        options.set_read_tier(ReadTier::BlockCache);
+    }
+    options
+}
+
+/// Whether `error` says a memory-only call would have waited.
+fn would_block(error: &OfflineError) -> bool {
+    let Some(source) = std::error::Error::source(error) else {
+        return false;
+    };
+    source.is::<WouldBlock>()
+        || source
+            .downcast_ref::<rocksdb::Error>()
+            .is_some_and(|e| e.kind() == rocksdb::ErrorKind::Incomplete)
+}
 
 /// An open store.
 pub(crate) struct Store {
@@ -192,7 +240,10 @@ impl Store {
     }
 
     fn meta_u64(&self, key: &[u8], what: &'static str) -> Result<Option<u64>> {
-        let value = self.db.get_pinned_cf(self.cf(META), key).map_err(backend)?;
+        let value = self
+            .db
+            .get_pinned_cf_opt(self.cf(META), key, &read_options())
+            .map_err(backend)?;
         Ok(value.map(|v| codec::decode_u64(&v, what)).transpose()?)
     }
 
@@ -207,7 +258,32 @@ impl Store {
     fn write_options(&self) -> WriteOptions {
         let mut options = WriteOptions::default();
         options.set_sync(self.sync_writes);
+        if MEMORY_ONLY.get() {
+            // A write that would wait for a flush fails instead (and writes nothing).
+            options.set_no_slowdown(true);
+        }
         options
+    }
+
+    /// Runs `work` on the calling thread if it can finish without waiting: reads served from
+    /// memory (memtables and block cache), writes that neither sync nor stall, and a free
+    /// user lock. `None` when it would have waited: nothing was written, and the caller runs
+    /// it on a blocking thread. Only for stores that do not sync their writes.
+    pub(crate) fn try_in_memory<T>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T>,
+    ) -> Option<Result<T>> {
+        if self.sync_writes {
+            return None;
+        }
+        let result = {
+            let _memory_only = MemoryOnly::enter();
+            work(self)
+        };
+        match result {
+            Err(error) if would_block(&error) => None,
+            other => Some(other),
+        }
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<()> {
@@ -224,8 +300,15 @@ impl Store {
         (self.hasher.hash_one(user) % USER_LOCKS as u64) as usize
     }
 
-    fn lock(&self, user: &UserKey) -> MutexGuard<'_, ()> {
-        self.locks[self.stripe(user)].lock()
+    /// The user's write lock; in memory-only mode, only if it is free.
+    fn lock(&self, user: &UserKey) -> Result<MutexGuard<'_, ()>> {
+        let lock = &self.locks[self.stripe(user)];
+        if MEMORY_ONLY.get() {
+            lock.try_lock()
+                .ok_or_else(|| OfflineError::unavailable(BACKEND, WouldBlock))
+        } else {
+            Ok(lock.lock())
+        }
     }
 
     /// Iterates `family` over the keys in `[from, until)`, front to back, reading nothing
@@ -236,7 +319,7 @@ impl Store {
         from: &[u8],
         until: Option<Vec<u8>>,
     ) -> impl Iterator<Item = Result<Entry>> + '_ {
-        let mut options = ReadOptions::default();
+        let mut options = read_options();
         options.set_iterate_lower_bound(from.to_vec());
         if let Some(until) = until {
             options.set_iterate_upper_bound(until);
@@ -253,7 +336,7 @@ impl Store {
     fn stats(&self, user_prefix: &[u8]) -> Result<QueueStats> {
         match self
             .db
-            .get_pinned_cf(self.cf(USERS), user_prefix)
+            .get_pinned_cf_opt(self.cf(USERS), user_prefix, &read_options())
             .map_err(backend)?
         {
             Some(value) => Ok(codec::decode_stats(&value)?),
@@ -346,7 +429,7 @@ impl Store {
         let key = keys::message(user_prefix, seq);
         let value = self
             .db
-            .get_pinned_cf(self.cf(MESSAGES), key)
+            .get_pinned_cf_opt(self.cf(MESSAGES), key, &read_options())
             .map_err(backend)?;
         Ok(value.map(|v| v.to_vec()))
     }
@@ -400,7 +483,11 @@ impl Store {
     fn dedupe_holder(&self, user_prefix: &[u8], key: &str) -> Result<Option<u64>> {
         let entry = self
             .db
-            .get_pinned_cf(self.cf(DEDUPE), keys::dedupe(user_prefix, key))
+            .get_pinned_cf_opt(
+                self.cf(DEDUPE),
+                keys::dedupe(user_prefix, key),
+                &read_options(),
+            )
             .map_err(backend)?;
         let Some(entry) = entry else {
             return Ok(None);
@@ -419,7 +506,7 @@ impl Store {
     ) -> Result<WriteReport> {
         let mut prepared = PreparedBatch::new(messages, now)?;
         let prefix = keys::user(user);
-        let _user = self.lock(user);
+        let _user = self.lock(user)?;
         let mut batch = WriteBatch::default();
         let mut stats = self.stats(&prefix)?;
         // The user's expired messages go first (in the same batch), and stay gone even if the
@@ -475,7 +562,7 @@ impl Store {
     /// `remove_user`) clears it.
     pub(crate) fn pop(&self, user: &UserKey, now: i64) -> Result<Vec<StoredMessage>> {
         let prefix = keys::user(user);
-        let _user = self.lock(user);
+        let _user = self.lock(user)?;
         let queue = self.raw_queue(&prefix)?;
         let mut popped = Vec::with_capacity(queue.len());
         for (seq, value) in &queue {
@@ -525,7 +612,7 @@ impl Store {
         seqs.sort_unstable();
         seqs.dedup();
         let prefix = keys::user(user);
-        let _user = self.lock(user);
+        let _user = self.lock(user)?;
         let mut batch = WriteBatch::default();
         let mut stats = self.stats(&prefix)?;
         let removed = self.remove_seqs(&mut batch, user, &seqs, &mut stats)?;
@@ -635,7 +722,7 @@ impl Store {
     }
 
     pub(crate) fn remove_user(&self, user: &UserKey) -> Result<u64> {
-        let _user = self.lock(user);
+        let _user = self.lock(user)?;
         let queue = self.raw_queue(&keys::user(user))?;
         self.clear_queue(user, &queue)
     }

@@ -109,6 +109,10 @@ pub(crate) async fn sqlite() -> Pair {
     let store = DieselBackend::connect(DieselConfig::new(format!("sqlite://{}", ours.display())))
         .await
         .expect("open SQLite");
+    // One connection: MongooseIM's sequence on SQLite, with several connections writing at
+    // once, fails with "database is locked" (its deferred transactions cannot upgrade their
+    // read lock while another writer holds the file), so the baseline's writers queue in the
+    // pool instead.
     let baseline = MongooseSql::connect(&format!("sqlite://{}", theirs.display()), 1)
         .await
         .expect("open the SQLite baseline");
