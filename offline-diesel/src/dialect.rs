@@ -24,9 +24,20 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// Appended to a `SELECT` to lock the rows it reads.
     const FOR_UPDATE: &'static str;
 
+    /// Appended to the fetch where a snapshot can show a user's later seq without an earlier
+    /// one (InnoDB: a new read view copies the set of active transactions by a lock-free
+    /// walk that commits can overtake). A locking read scans the current index in seq order
+    /// and waits on uncommitted rows instead.
+    const FETCH_LOCK: &'static str = "";
+
     /// A page of users holding messages on one server, as
     /// [`UserRow`](crate::rows::UserRow)s. Binds: server, the username to start after, limit.
     const USERS_OF_SERVER: &'static str;
+
+    /// Whether the database lets one transaction write at a time (SQLite). The store then
+    /// queues its write transactions in the process, where a waiter is woken when its turn
+    /// comes, instead of in the database's busy handler, which polls with growing sleeps.
+    const ONE_WRITER: bool = false;
 
     /// Whether one statement may run a write and then another (PostgreSQL's
     /// `WITH ... AS (INSERT ...)`), saving a round trip per write.

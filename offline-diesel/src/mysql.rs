@@ -53,6 +53,7 @@ impl Dialect for Mysql_ {
     const LOCK_QUEUE: &'static str = "SELECT next_seq, messages, bytes, expire_floor \
          FROM offline_store_queue WHERE server = ? AND username = ? FOR UPDATE";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const FETCH_LOCK: &'static str = " LOCK IN SHARE MODE";
     const USERS_OF_SERVER: &'static str = "SELECT server, username FROM offline_store_queue \
          WHERE held_server = ? AND username > ? ORDER BY username LIMIT ?";
 

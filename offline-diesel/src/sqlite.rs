@@ -5,7 +5,9 @@
 //! The file is in WAL mode with `synchronous = FULL` (a commit is on disk when acknowledged).
 //! Transactions that change a queue start with `BEGIN IMMEDIATE`: SQLite has one writer at
 //! a time, and taking its lock first means waiting for it (up to the busy timeout) rather
-//! than failing when a read turns into a write.
+//! than failing when a read turns into a write. Within one process the store also queues its
+//! write transactions itself ([`Dialect::ONE_WRITER`]), so that many concurrent writers
+//! take turns instead of polling the lock.
 
 use std::time::Duration;
 
@@ -46,6 +48,7 @@ impl Dialect for Sqlite_ {
     const LOCK_QUEUE: &'static str = "SELECT next_seq, messages, bytes, expire_floor \
          FROM offline_store_queue WHERE server = ? AND username = ?";
     const FOR_UPDATE: &'static str = "";
+    const ONE_WRITER: bool = true;
     const USERS_OF_SERVER: &'static str = "SELECT server, username FROM offline_store_queue \
          WHERE server = ? AND messages > 0 AND username > ? ORDER BY username LIMIT ?";
 

@@ -42,6 +42,9 @@ pub(crate) struct SqlStore<D: Dialect> {
     /// How many lost connections a call may replace before it gives up: after a database
     /// restart every pooled connection is dead.
     lost_retries: u32,
+    /// The turn of write transactions, where the database takes one writer at a time
+    /// ([`Dialect::ONE_WRITER`]).
+    writers: Option<tokio::sync::Mutex<()>>,
 }
 
 impl<D: Dialect> fmt::Debug for SqlStore<D> {
@@ -69,6 +72,7 @@ impl<D: Dialect> SqlStore<D> {
             lost_retries: u32::try_from(pool_size)
                 .unwrap_or(u32::MAX)
                 .saturating_add(1),
+            writers: D::ONE_WRITER.then(tokio::sync::Mutex::default),
         }
     }
 
@@ -156,7 +160,7 @@ impl<D: Dialect> SqlStore<D> {
                     Ok(None) => {}
                     Err(failure) => return (conn, Err(failure)),
                 }
-                let result = transaction(&mut *conn, async |conn: &mut D::Conn| {
+                let result = transaction(&self.writers, &mut *conn, async |conn: &mut D::Conn| {
                     write::<D>(conn, user, batch.clone(), quota, now, limits).await
                 })
                 .await;
@@ -187,7 +191,7 @@ impl<D: Dialect> SqlStore<D> {
                             conn.load(&query).await.map_err(Failure::from)
                         }
                         None => {
-                            transaction(&mut *conn, async |conn: &mut D::Conn| {
+                            transaction(&self.writers, &mut *conn, async |conn: &mut D::Conn| {
                                 pop::<D>(conn, user).await
                             })
                             .await
@@ -217,7 +221,7 @@ impl<D: Dialect> SqlStore<D> {
             return Ok(Vec::new()); // no seq is that large
         };
         let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let statement = sql::fetch();
+        let statement = sql::fetch() + D::FETCH_LOCK;
         let statement = statement.as_str();
         let rows: Vec<MessageRow> = self
             .run(move |mut conn| {
@@ -253,7 +257,7 @@ impl<D: Dialect> SqlStore<D> {
         let (seqs, rows) = (&seqs, self.limits.rows);
         self.run(move |mut conn| {
             Box::pin(async move {
-                let result = transaction(&mut *conn, async |conn: &mut D::Conn| {
+                let result = transaction(&self.writers, &mut *conn, async |conn: &mut D::Conn| {
                     remove_seqs::<D>(conn, user, seqs, rows).await
                 })
                 .await;
@@ -364,10 +368,11 @@ impl<D: Dialect> SqlStore<D> {
             removed += self
                 .run(move |mut conn| {
                     Box::pin(async move {
-                        let result = transaction(&mut *conn, async |conn: &mut D::Conn| {
-                            purge_users::<D>(conn, domain, users, purge).await
-                        })
-                        .await;
+                        let result =
+                            transaction(&self.writers, &mut *conn, async |conn: &mut D::Conn| {
+                                purge_users::<D>(conn, domain, users, purge).await
+                            })
+                            .await;
                         (conn, result)
                     })
                 })
@@ -378,7 +383,7 @@ impl<D: Dialect> SqlStore<D> {
     pub(crate) async fn remove_user(&self, user: &UserKey) -> Result<u64> {
         self.run(move |mut conn| {
             Box::pin(async move {
-                let result = transaction(&mut *conn, async |conn: &mut D::Conn| {
+                let result = transaction(&self.writers, &mut *conn, async |conn: &mut D::Conn| {
                     remove_user::<D>(conn, user).await
                 })
                 .await;
@@ -414,10 +419,11 @@ impl<D: Dialect> SqlStore<D> {
             removed += self
                 .run(move |mut conn| {
                     Box::pin(async move {
-                        let result = transaction(&mut *conn, async |conn: &mut D::Conn| {
-                            empty_queues::<D>(conn, domain, users).await
-                        })
-                        .await;
+                        let result =
+                            transaction(&self.writers, &mut *conn, async |conn: &mut D::Conn| {
+                                empty_queues::<D>(conn, domain, users).await
+                            })
+                            .await;
                         (conn, result)
                     })
                 })
@@ -455,13 +461,18 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_micros(fastrand::u64(ceiling * 250..=ceiling * 1000))
 }
 
-/// Runs `body` in a transaction: committed if it succeeds, rolled back if it fails. A
-/// transaction left open (the call was cancelled, or the rollback failed) makes the pool
-/// drop the connection.
+/// Runs `body` in a transaction, after its turn among `writers` when there is such a turn:
+/// committed if it succeeds, rolled back if it fails. A transaction left open (the call was
+/// cancelled, or the rollback failed) makes the pool drop the connection.
 async fn transaction<C: Session, R>(
+    writers: &Option<tokio::sync::Mutex<()>>,
     conn: &mut C,
     body: impl AsyncFnOnce(&mut C) -> Result<R, Failure>,
 ) -> Result<R, Failure> {
+    let _turn = match writers {
+        Some(writers) => Some(writers.lock().await),
+        None => None,
+    };
     conn.begin().await.map_err(Failure::before_start)?;
     match body(conn).await {
         Ok(value) => {

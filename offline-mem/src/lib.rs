@@ -44,7 +44,7 @@ pub const DEFAULT_SHARDS: usize = 64;
 pub struct MemBackend {
     shards: Box<[Mutex<Shard>]>,
     /// Picks a user's shard: fast and seeded per store. A collision only puts two users on
-    /// one shard; the maps inside keep std's SipHash against crafted collisions.
+    /// one shard.
     hasher: foldhash::fast::RandomState,
 }
 

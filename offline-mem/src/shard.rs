@@ -15,8 +15,9 @@ use offline_core::{
 /// The queues of some users, and indexes over them by domain.
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
-    /// Queues by owner: one hash lookup per call.
-    queues: HashMap<Arc<UserKey>, Queue>,
+    /// Queues by owner: one hash lookup per call. Owners are the server's own users, not
+    /// keys a remote sender picks, so a fast seeded hash serves.
+    queues: HashMap<Arc<UserKey>, Queue, foldhash::quality::RandomState>,
     /// Each domain holding a queue here, in name order, with its owners in order and its
     /// time indexes.
     domains: BTreeMap<String, DomainIndex>,

@@ -143,25 +143,57 @@ pub(crate) fn decode_message(value: &[u8]) -> Result<NewMessage, Corrupt> {
     Ok(message)
 }
 
-/// A `users` value: what the queue holds.
-pub(crate) fn encode_stats(stats: QueueStats) -> [u8; 16] {
-    let mut out = [0; 16];
-    out[..8].copy_from_slice(&stats.messages.to_be_bytes());
-    out[8..].copy_from_slice(&stats.bytes.to_be_bytes());
+/// A `users` value: what a queue holds, and a time before which none of its messages
+/// expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct QueueRecord {
+    /// The queue's totals.
+    pub(crate) stats: QueueStats,
+    /// No message of the queue expires before this time (a lower bound, so it may be
+    /// earlier than the earliest expiry; `i64::MAX`: none expires).
+    pub(crate) expire_floor: i64,
+}
+
+impl QueueRecord {
+    /// The record of a user without a queue.
+    pub(crate) const EMPTY: Self = Self {
+        stats: QueueStats {
+            messages: 0,
+            bytes: 0,
+        },
+        expire_floor: i64::MAX,
+    };
+}
+
+/// Encodes a `users` value: messages, bytes, expiry floor.
+pub(crate) fn encode_queue(queue: QueueRecord) -> [u8; 24] {
+    let mut out = [0; 24];
+    out[..8].copy_from_slice(&queue.stats.messages.to_be_bytes());
+    out[8..16].copy_from_slice(&queue.stats.bytes.to_be_bytes());
+    out[16..].copy_from_slice(&queue.expire_floor.to_be_bytes());
     out
 }
 
-/// The statistics a `users` value holds.
-pub(crate) fn decode_stats(value: &[u8]) -> Result<QueueStats, Corrupt> {
+/// Decodes a `users` value. A value of format 1 has no expiry floor: it reads as
+/// `i64::MIN`, so that the next write looks for expired messages and sets it.
+pub(crate) fn decode_queue(value: &[u8]) -> Result<QueueRecord, Corrupt> {
     let mut reader = Reader(value);
-    let stats = (|| {
-        Some(QueueStats {
+    let queue = (|| {
+        let stats = QueueStats {
             messages: reader.u64()?,
             bytes: reader.u64()?,
+        };
+        let expire_floor = match reader.0.is_empty() {
+            true => i64::MIN,
+            false => reader.i64()?,
+        };
+        Some(QueueRecord {
+            stats,
+            expire_floor,
         })
     })();
-    match stats {
-        Some(stats) if reader.0.is_empty() => Ok(stats),
+    match queue {
+        Some(queue) if reader.0.is_empty() => Ok(queue),
         _ => Err(Corrupt::new("queue statistics")),
     }
 }
@@ -211,12 +243,25 @@ mod tests {
     }
 
     #[test]
-    fn stats_read_back() {
-        let stats = QueueStats {
-            messages: 3,
-            bytes: u64::MAX,
+    fn queue_records_read_back() {
+        let queue = QueueRecord {
+            stats: QueueStats {
+                messages: 3,
+                bytes: u64::MAX,
+            },
+            expire_floor: -5,
         };
-        assert_eq!(decode_stats(&encode_stats(stats)).unwrap(), stats);
-        assert!(decode_stats(&[1, 2, 3]).is_err());
+        assert_eq!(decode_queue(&encode_queue(queue)).unwrap(), queue);
+        assert!(decode_queue(&[1, 2, 3]).is_err());
+        assert!(decode_queue(&[0; 20]).is_err());
+    }
+
+    #[test]
+    fn a_format_1_record_has_no_expiry_floor() {
+        let mut value = 3u64.to_be_bytes().to_vec();
+        value.extend_from_slice(&700u64.to_be_bytes());
+        let queue = decode_queue(&value).unwrap();
+        assert_eq!((queue.stats.messages, queue.stats.bytes), (3, 700));
+        assert_eq!(queue.expire_floor, i64::MIN);
     }
 }

@@ -9,7 +9,7 @@
 //! | column family | key | value |
 //! |---|---|---|
 //! | `messages` | user, seq | the message ([`codec`](crate::codec)) |
-//! | `users` | user | what the queue holds: messages, bytes |
+//! | `users` | user | what the queue holds: messages, bytes, a time before which none expires |
 //! | `dedupe` | user, dedupe key | seq |
 //! | `user_expiry` | user, expire, seq | — |
 //! | `expiry` | domain, expire, user's localpart, seq | — |
@@ -100,6 +100,17 @@ pub(crate) fn dedupe(user_prefix: &[u8], dedupe_key: &str) -> Vec<u8> {
 /// `user_expiry` key of a user's expiring message.
 pub(crate) fn user_expiry(user_prefix: &[u8], expire: i64, seq: u64) -> Vec<u8> {
     [user_prefix, &time(expire), &seq.to_be_bytes()].concat()
+}
+
+/// The expiry time and seq of a `user_expiry` key under `user_prefix`.
+pub(crate) fn parse_user_expiry(user_prefix: &[u8], key: &[u8]) -> Option<(i64, u64)> {
+    let rest = key.strip_prefix(user_prefix)?;
+    let (time, seq) = rest.split_first_chunk::<8>()?;
+    let seq: [u8; 8] = seq.try_into().ok()?;
+    Some((
+        (u64::from_be_bytes(*time) ^ (1 << 63)) as i64,
+        u64::from_be_bytes(seq),
+    ))
 }
 
 /// `expiry` or `age` key of a message: its domain, a time, its localpart, its seq.

@@ -45,9 +45,10 @@
 //!
 //! See the `keys` module: domains and localparts are written escaped and terminated, so that
 //! encoded parts sort as the parts do and none is a prefix of another's; times and seqs are
-//! big-endian. Column families: `messages` (user, seq), `users` (what each queue holds),
-//! `dedupe` (user, key), `user_expiry` (user, expire, seq), `expiry` and `age` (domain, time,
-//! localpart, seq), `meta` (format version, seq high-water mark).
+//! big-endian. Column families: `messages` (user, seq), `users` (what each queue holds, and
+//! a time before which none of its messages expires), `dedupe` (user, key), `user_expiry`
+//! (user, expire, seq), `expiry` and `age` (domain, time, localpart, seq), `meta` (format
+//! version, seq high-water mark).
 
 mod codec;
 mod config;

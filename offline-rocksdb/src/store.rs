@@ -25,12 +25,15 @@ use rocksdb::{
     WriteOptions,
 };
 
-use crate::codec::{self, Corrupt};
+use crate::codec::{self, Corrupt, QueueRecord};
 use crate::error::{BACKEND, OpenError, backend};
 use crate::{Compression, RocksConfig, keys};
 
 /// The on-disk format this build reads and writes.
-pub(crate) const FORMAT_VERSION: u64 = 1;
+pub(crate) const FORMAT_VERSION: u64 = 2;
+/// Format versions this build opens: format 1 (`users` values without an expiry floor) is
+/// upgraded in place, its values read as they are.
+const READABLE_FORMATS: std::ops::RangeInclusive<u64> = 1..=FORMAT_VERSION;
 
 const MESSAGES: &str = "messages";
 const USERS: &str = "users";
@@ -148,7 +151,8 @@ fn check_existing(path: &Path, families: &[String]) -> Result<(), OpenError> {
         .map_err(|e| OpenError::from_rocksdb(path, e))?
         .flatten();
     match format.map(|value| codec::decode_u64(&value, "format version")) {
-        None | Some(Ok(FORMAT_VERSION)) => Ok(()),
+        None => Ok(()),
+        Some(Ok(found)) if READABLE_FORMATS.contains(&found) => Ok(()),
         Some(Ok(found)) => Err(OpenError::IncompatibleFormat {
             path: path.to_owned(),
             found,
@@ -217,7 +221,7 @@ impl Store {
         if store
             .meta_u64(FORMAT_KEY, "format version")
             .map_err(corrupted)?
-            .is_none()
+            != Some(FORMAT_VERSION)
         {
             let mut batch = WriteBatch::default();
             batch.put_cf(store.cf(META), FORMAT_KEY, FORMAT_VERSION.to_be_bytes());
@@ -333,23 +337,48 @@ impl Store {
             .map(|entry| entry.map_err(backend))
     }
 
-    fn stats(&self, user_prefix: &[u8]) -> Result<QueueStats> {
+    /// The user's `users` record; [`QueueRecord::EMPTY`] when the user holds nothing.
+    fn queue(&self, user_prefix: &[u8]) -> Result<QueueRecord> {
         match self
             .db
             .get_pinned_cf_opt(self.cf(USERS), user_prefix, &read_options())
             .map_err(backend)?
         {
-            Some(value) => Ok(codec::decode_stats(&value)?),
-            None => Ok(QueueStats::default()),
+            Some(value) => Ok(codec::decode_queue(&value)?),
+            None => Ok(QueueRecord::EMPTY),
         }
     }
 
-    fn put_stats(&self, batch: &mut WriteBatch, user_prefix: &[u8], stats: QueueStats) {
-        if stats.messages == 0 {
+    /// Adds the user's `users` record to `batch`, or its removal when the queue is empty.
+    fn put_queue(&self, batch: &mut WriteBatch, user_prefix: &[u8], queue: QueueRecord) {
+        if queue.stats.messages == 0 {
             batch.delete_cf(self.cf(USERS), user_prefix);
         } else {
-            batch.put_cf(self.cf(USERS), user_prefix, codec::encode_stats(stats));
+            batch.put_cf(self.cf(USERS), user_prefix, codec::encode_queue(queue));
         }
+    }
+
+    /// The seqs of the user's messages expired at `now`, their `user_expiry` entries
+    /// removed in `batch`, and the earliest expiry after `now` (`i64::MAX`: none).
+    fn lapsed(
+        &self,
+        batch: &mut WriteBatch,
+        user_prefix: &[u8],
+        now: i64,
+    ) -> Result<(Vec<u64>, i64)> {
+        let mut lapsed = Vec::new();
+        for entry in self.range(USER_EXPIRY, user_prefix, keys::end_of(user_prefix)) {
+            let (key, _) = entry?;
+            let (expire, seq) =
+                keys::parse_user_expiry(user_prefix, &key).ok_or(Corrupt::new("expiry key"))?;
+            if expire > now {
+                return Ok((lapsed, expire));
+            }
+            // Removed with its message too; here also when the message is already gone.
+            batch.delete_cf(self.cf(USER_EXPIRY), &key);
+            lapsed.push(seq);
+        }
+        Ok((lapsed, i64::MAX))
     }
 
     /// Adds a message and its index entries to `batch`.
@@ -508,21 +537,15 @@ impl Store {
         let prefix = keys::user(user);
         let _user = self.lock(user)?;
         let mut batch = WriteBatch::default();
-        let mut stats = self.stats(&prefix)?;
+        let stored = self.queue(&prefix)?;
+        let mut queue = stored;
         // The user's expired messages go first (in the same batch), and stay gone even if the
-        // write is refused.
-        let lapsed: Vec<u64> = self
-            .range(
-                USER_EXPIRY,
-                &prefix,
-                keys::end_of(&[prefix.as_slice(), &keys::time(now)].concat()),
-            )
-            .map(|entry| {
-                let (key, _) = entry?;
-                Ok(keys::seq_at_end(&key).ok_or(Corrupt::new("expiry key"))?)
-            })
-            .collect::<Result<_>>()?;
-        self.remove_seqs(&mut batch, user, &lapsed, &mut stats)?;
+        // write is refused. Before the queue's expiry floor none can have expired.
+        let mut lapsed = Vec::new();
+        if queue.expire_floor <= now {
+            (lapsed, queue.expire_floor) = self.lapsed(&mut batch, &prefix, now)?;
+        }
+        self.remove_seqs(&mut batch, user, &lapsed, &mut queue.stats)?;
         let mut lookup_error = None;
         prepared.skip_held_duplicates(|key| match self.dedupe_holder(&prefix, key) {
             Ok(holder) => holder.is_some_and(|seq| !lapsed.contains(&seq)),
@@ -534,8 +557,10 @@ impl Store {
         if let Some(error) = lookup_error {
             return Err(error);
         }
-        if let Err(refused) = prepared.check_quota(user, &quota, stats) {
-            self.put_stats(&mut batch, &prefix, stats);
+        if let Err(refused) = prepared.check_quota(user, &quota, queue.stats) {
+            if queue != stored {
+                self.put_queue(&mut batch, &prefix, queue);
+            }
             self.commit(batch)?;
             return Err(refused);
         }
@@ -545,13 +570,16 @@ impl Store {
             let first = self.next_seq.fetch_add(count, Ordering::SeqCst);
             for (seq, message) in (first..).zip(&messages) {
                 self.put_message(&mut batch, user, &prefix, seq, message)?;
-                stats.add(message);
+                queue.stats.add(message);
+                if let Some(expire) = message.expire {
+                    queue.expire_floor = queue.expire_floor.min(expire);
+                }
             }
             let last = first + count - 1;
             batch.merge_cf(self.cf(META), HIGH_WATER_KEY, last.to_be_bytes());
         }
-        if !batch.is_empty() {
-            self.put_stats(&mut batch, &prefix, stats);
+        if !batch.is_empty() || queue != stored {
+            self.put_queue(&mut batch, &prefix, queue);
         }
         self.commit(batch)?;
         Ok(report)
@@ -614,17 +642,17 @@ impl Store {
         let prefix = keys::user(user);
         let _user = self.lock(user)?;
         let mut batch = WriteBatch::default();
-        let mut stats = self.stats(&prefix)?;
-        let removed = self.remove_seqs(&mut batch, user, &seqs, &mut stats)?;
+        let mut queue = self.queue(&prefix)?;
+        let removed = self.remove_seqs(&mut batch, user, &seqs, &mut queue.stats)?;
         if removed > 0 {
-            self.put_stats(&mut batch, &prefix, stats);
+            self.put_queue(&mut batch, &prefix, queue);
         }
         self.commit(batch)?;
         Ok(removed)
     }
 
     pub(crate) fn count(&self, user: &UserKey) -> Result<QueueStats> {
-        self.stats(&keys::user(user))
+        Ok(self.queue(&keys::user(user))?.stats)
     }
 
     pub(crate) fn list_users(
@@ -696,10 +724,10 @@ impl Store {
             let _locks: Vec<_> = stripes.iter().map(|&s| self.locks[s].lock()).collect();
             for (user, seqs) in &chunk {
                 let prefix = keys::user(user);
-                let mut stats = self.stats(&prefix)?;
-                let gone = self.remove_seqs(&mut batch, user, seqs, &mut stats)?;
+                let mut queue = self.queue(&prefix)?;
+                let gone = self.remove_seqs(&mut batch, user, seqs, &mut queue.stats)?;
                 if gone > 0 {
-                    self.put_stats(&mut batch, &prefix, stats);
+                    self.put_queue(&mut batch, &prefix, queue);
                 }
                 removed += gone;
             }
@@ -802,6 +830,49 @@ mod tests {
             store.meta_u64(HIGH_WATER_KEY, "mark").is_err(),
             "a damaged mark is reported, not read as lower"
         );
+    }
+
+    /// A store of format 1 (`users` values without an expiry floor) opens, is marked as the
+    /// current format, and its expired messages are still removed before a write.
+    #[test]
+    fn a_format_1_store_is_upgraded_and_still_drops_expired_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let juliet = user("juliet");
+        {
+            let store = open(dir.path());
+            let lapsing = NewMessage {
+                expire: Some(T0 + 1),
+                ..message(1)
+            };
+            store
+                .write(&juliet, vec![lapsing], Quota::UNLIMITED, T0)
+                .unwrap();
+            let prefix = keys::user(&juliet);
+            let record = store.queue(&prefix).unwrap();
+            assert_eq!(record.expire_floor, T0 + 1);
+            let mut format_1 = record.stats.messages.to_be_bytes().to_vec();
+            format_1.extend_from_slice(&record.stats.bytes.to_be_bytes());
+            store.db.put_cf(store.cf(USERS), &prefix, format_1).unwrap();
+            store
+                .db
+                .put_cf(store.cf(META), FORMAT_KEY, 1u64.to_be_bytes())
+                .unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(
+            store.meta_u64(FORMAT_KEY, "format").unwrap(),
+            Some(FORMAT_VERSION)
+        );
+        let one = Quota {
+            max_messages: Some(1),
+            max_bytes: None,
+        };
+        store
+            .write(&juliet, vec![message(2)], one, T0 + 2)
+            .expect("the expired message makes room");
+        let held = store.fetch(&juliet, None, None, T0 + 2).unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].message.packet, "<m n='2'/>");
     }
 
     /// A message whose value is damaged fails the pop and fetch, naming its seq, and is

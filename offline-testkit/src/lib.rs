@@ -126,6 +126,7 @@ macro_rules! conformance_tests {
                 already_expired_messages_are_not_stored,
                 expired_messages_do_not_count_toward_quota,
                 a_later_message_that_expires_frees_its_room,
+                each_expiry_frees_its_room_in_turn,
                 write_removes_the_users_expired_messages,
                 refused_write_still_removes_expired_messages,
                 now_moving_backwards_loses_nothing,

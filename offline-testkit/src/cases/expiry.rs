@@ -151,6 +151,32 @@ pub async fn a_later_message_that_expires_frees_its_room<S: OfflineBackend>(fx: 
     );
 }
 
+/// Messages that expire at different times each free their room when their time comes: a
+/// store that tracks the earliest expiry it holds must move it on to the next one when it
+/// removes the first.
+pub async fn each_expiry_frees_its_room_in_turn<S: OfflineBackend>(fx: &mut Fixture<S>) {
+    let store = fx.store();
+    let juliet = fx.user("juliet");
+    let quota = Quota::messages(2);
+    let first = chat(&juliet, 0).expires_at(T0 + SECOND);
+    let second = chat(&juliet, 1).expires_at(T0 + 2 * SECOND);
+    write(store, &juliet, vec![first, second]).await;
+    for (n, now) in [(2, T0 + SECOND), (3, T0 + 2 * SECOND)] {
+        store
+            .write_messages(&juliet, vec![chat(&juliet, n)], quota, now)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("message {n}: the message expired by then frees its room: {e}")
+            });
+    }
+    let popped = store.pop_messages(&juliet, T0 + 2 * SECOND).await.unwrap();
+    assert_eq!(
+        packets(&popped),
+        new_packets(&[chat(&juliet, 2), chat(&juliet, 3)]),
+        "both expired messages made room, one at a time"
+    );
+}
+
 /// A write removes the user's expired messages before storing, so the count drops.
 pub async fn write_removes_the_users_expired_messages<S: OfflineBackend>(fx: &mut Fixture<S>) {
     let store = fx.store();
