@@ -81,6 +81,11 @@ pub(crate) fn time(micros: i64) -> [u8; 8] {
     ((micros as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+/// The time [`time`] wrote.
+pub(crate) fn time_from(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
 /// The seq at the end of a key.
 pub(crate) fn seq_at_end(key: &[u8]) -> Option<u64> {
     let bytes = key.get(key.len().checked_sub(8)?..)?;
@@ -107,10 +112,7 @@ pub(crate) fn parse_user_expiry(user_prefix: &[u8], key: &[u8]) -> Option<(i64, 
     let rest = key.strip_prefix(user_prefix)?;
     let (time, seq) = rest.split_first_chunk::<8>()?;
     let seq: [u8; 8] = seq.try_into().ok()?;
-    Some((
-        (u64::from_be_bytes(*time) ^ (1 << 63)) as i64,
-        u64::from_be_bytes(seq),
-    ))
+    Some((time_from(*time), u64::from_be_bytes(seq)))
 }
 
 /// `expiry` or `age` key of a message: its domain, a time, its localpart, its seq.
