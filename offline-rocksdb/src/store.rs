@@ -832,6 +832,33 @@ mod tests {
         );
     }
 
+    /// A write that removes the queue's expired messages moves the floor on to the next
+    /// expiry it holds.
+    #[test]
+    fn the_expiry_floor_moves_on_to_the_next_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let juliet = user("juliet");
+        let lapsing = |n, at| NewMessage {
+            expire: Some(at),
+            ..message(n)
+        };
+        store
+            .write(
+                &juliet,
+                vec![lapsing(1, T0 + 1), lapsing(2, T0 + 2)],
+                Quota::UNLIMITED,
+                T0,
+            )
+            .unwrap();
+        store
+            .write(&juliet, vec![message(3)], Quota::UNLIMITED, T0 + 1)
+            .unwrap();
+        let record = store.queue(&keys::user(&juliet)).unwrap();
+        assert_eq!(record.expire_floor, T0 + 2);
+        assert_eq!(record.stats.messages, 2);
+    }
+
     /// A store of format 1 (`users` values without an expiry floor) opens, is marked as the
     /// current format, and its expired messages are still removed before a write.
     #[test]
