@@ -25,8 +25,6 @@
 
 mod shard;
 
-use std::hash::BuildHasher;
-
 use async_trait::async_trait;
 use offline_core::{
     Domain, NewMessage, OfflineBackend, PreparedBatch, QueueStats, Quota, Result, StoredMessage,
@@ -34,7 +32,7 @@ use offline_core::{
 };
 use parking_lot::Mutex;
 
-use crate::shard::Shard;
+use crate::shard::{Hashed, Queue, Shard, UserHasher, hash_user};
 
 /// The number of shards [`MemBackend::new`] uses.
 pub const DEFAULT_SHARDS: usize = 64;
@@ -43,9 +41,8 @@ pub const DEFAULT_SHARDS: usize = 64;
 #[derive(Debug)]
 pub struct MemBackend {
     shards: Box<[Mutex<Shard>]>,
-    /// Picks a user's shard: fast and seeded per store. A collision only puts two users on
-    /// one shard.
-    hasher: foldhash::fast::RandomState,
+    /// Picks a user's shard, and the user's queue in it, from one hash.
+    hasher: UserHasher,
 }
 
 impl MemBackend {
@@ -56,16 +53,22 @@ impl MemBackend {
 
     /// An empty store with `shards` shards (at least one).
     pub fn with_shards(shards: usize) -> Self {
+        let hasher = UserHasher::default();
         Self {
-            shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
-            hasher: foldhash::fast::RandomState::default(),
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(Shard::new(hasher.clone())))
+                .collect(),
+            hasher,
         }
     }
 
-    fn shard(&self, user: &UserKey) -> &Mutex<Shard> {
-        let hash = self.hasher.hash_one(user);
-        // The modulo result is below `shards.len()`, so it fits a usize.
-        &self.shards[(hash % self.shards.len() as u64) as usize]
+    /// The user's shard, and the user with its hash for the shard's lookups.
+    fn shard<'a>(&self, user: &'a UserKey) -> (&Mutex<Shard>, Hashed<'a>) {
+        let hash = hash_user(&self.hasher, user.server(), user.user());
+        // The shard goes by high bits: the shard's table places queues by the low ones. The
+        // modulo result is below `shards.len()`, so it fits a usize.
+        let shard = &self.shards[((hash >> 32) % self.shards.len() as u64) as usize];
+        (shard, Hashed { user, hash })
     }
 
     /// Runs a domain purge on every shard; returns how many messages it removed.
@@ -97,11 +100,13 @@ impl OfflineBackend for MemBackend {
         now: i64,
     ) -> Result<WriteReport> {
         let batch = PreparedBatch::new(messages, now)?;
-        self.shard(user).lock().write(user, batch, &quota, now)
+        let (shard, user) = self.shard(user);
+        shard.lock().write(user, batch, &quota, now)
     }
 
     async fn pop_messages(&self, user: &UserKey, now: i64) -> Result<Vec<StoredMessage>> {
-        let mut queue = self.shard(user).lock().take_queue(user).unwrap_or_default();
+        let (shard, user) = self.shard(user);
+        let mut queue = shard.lock().take_queue(user).unwrap_or_default();
         queue.retain(|stored| !stored.message.is_expired(now));
         Ok(queue)
     }
@@ -113,20 +118,26 @@ impl OfflineBackend for MemBackend {
         limit: Option<usize>,
         now: i64,
     ) -> Result<Vec<StoredMessage>> {
-        let shard = self.shard(user).lock();
+        let (shard, user) = self.shard(user);
         Ok(shard
+            .lock()
             .queue(user)
             .map(|queue| queue.fetch(after, limit.unwrap_or(usize::MAX), now))
             .unwrap_or_default())
     }
 
     async fn remove_messages(&self, user: &UserKey, seqs: &[u64]) -> Result<u64> {
-        Ok(self.shard(user).lock().remove_all(user, seqs))
+        let (shard, user) = self.shard(user);
+        Ok(shard.lock().remove_all(user, seqs))
     }
 
     async fn count_messages(&self, user: &UserKey) -> Result<QueueStats> {
-        let shard = self.shard(user).lock();
-        Ok(shard.queue(user).map(|q| q.stats()).unwrap_or_default())
+        let (shard, user) = self.shard(user);
+        Ok(shard
+            .lock()
+            .queue(user)
+            .map(Queue::stats)
+            .unwrap_or_default())
     }
 
     async fn list_users(
@@ -145,7 +156,7 @@ impl OfflineBackend for MemBackend {
         candidates.truncate(limit);
         Ok(candidates
             .into_iter()
-            .map(|owner| (*owner).clone())
+            .map(|(server, user)| UserKey::from_normalized(&*server, &*user))
             .collect())
     }
 
@@ -158,7 +169,8 @@ impl OfflineBackend for MemBackend {
     }
 
     async fn remove_user(&self, user: &UserKey) -> Result<u64> {
-        let queue = self.shard(user).lock().take_queue(user);
+        let (shard, user) = self.shard(user);
+        let queue = shard.lock().take_queue(user);
         Ok(queue.map_or(0, |messages| messages.len() as u64))
     }
 
@@ -198,6 +210,82 @@ mod tests {
     #[test]
     fn the_store_is_named_mem() {
         assert_eq!(MemBackend::default().name(), "mem");
+    }
+
+    /// A queue is found by its owner's hash and then compared: with every user on one shard
+    /// and one username in many domains, hash-tag collisions between those users are certain,
+    /// and each must still reach only its own queue, on every path that looks queues up.
+    #[tokio::test]
+    async fn one_username_in_many_domains_keeps_its_queues_apart() {
+        let store = MemBackend::with_shards(1);
+        let users: Vec<UserKey> = (0..2_000)
+            .map(|n| format!("alice@d{n}.example").parse().unwrap())
+            .collect();
+        for (n, user) in users.iter().enumerate() {
+            let hello = NewMessage::new(
+                T0,
+                "romeo@example.net/r",
+                user.to_string(),
+                format!("<m n='{n}'/>"),
+            );
+            store
+                .write_messages(user, vec![hello], Quota::messages(1), T0)
+                .await
+                .unwrap();
+        }
+        for (n, user) in users.iter().enumerate() {
+            assert_eq!(
+                store.count_messages(user).await.unwrap().messages,
+                1,
+                "{user}"
+            );
+            if n % 2 == 0 {
+                let domain = user.domain();
+                store.remove_old_messages(&domain, T0 + 1).await.unwrap();
+            } else {
+                let popped = store.pop_messages(user, T0).await.unwrap();
+                assert_eq!(popped.len(), 1, "{user}");
+                assert_eq!(popped[0].message.packet, format!("<m n='{n}'/>"), "{user}");
+            }
+            assert_eq!(
+                store.count_messages(user).await.unwrap().messages,
+                0,
+                "{user}"
+            );
+        }
+    }
+
+    /// The owners' B-trees compare the first 16 bytes of a username as one number: names
+    /// that share those bytes, or are a prefix of one another, stay distinct and in order.
+    #[tokio::test]
+    async fn usernames_sharing_their_first_bytes_stay_apart_and_in_order() {
+        let store = MemBackend::with_shards(1);
+        let domain: Domain = "example.com".parse().unwrap();
+        let names = [
+            "sixteen-bytes-ab",
+            "sixteen-bytes-abc",
+            "sixteen-bytes-ab-2",
+            "sixteen-bytes-b",
+            "sixteen",
+        ];
+        for name in names {
+            let user: UserKey = format!("{name}@example.com").parse().unwrap();
+            let batch = vec![message(&user, 0)];
+            store
+                .write_messages(&user, batch, Quota::UNLIMITED, T0)
+                .await
+                .unwrap();
+        }
+        let mut sorted = names.to_vec();
+        sorted.sort_unstable();
+        let listed = store.list_users(Some(&domain), None, 10).await.unwrap();
+        let listed: Vec<&str> = listed.iter().map(UserKey::user).collect();
+        assert_eq!(listed, sorted);
+        assert_eq!(
+            store.remove_old_messages(&domain, T0 + 1).await.unwrap(),
+            names.len() as u64
+        );
+        assert_eq!(index_size(&store), (0, 0));
     }
 
     /// Every removal path takes emptied queues out of the per-domain time indexes too, so

@@ -3,24 +3,44 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use offline_core::{
     Domain, NewMessage, PreparedBatch, QueueStats, Quota, Result, StoredMessage, UserKey,
     WriteReport,
 };
 
+/// Hashes users: picks a user's shard and finds its queue there, from one hash per call.
+/// Fast and seeded per store; the users are the server's own, not keys a remote sender picks.
+pub(crate) type UserHasher = foldhash::quality::RandomState;
+
+/// A user's key and its hash under the store's [`UserHasher`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hashed<'a> {
+    pub(crate) user: &'a UserKey,
+    pub(crate) hash: u64,
+}
+
+/// The hash of the user `user` of `server`, the same for a [`UserKey`] and an [`Owner`].
+pub(crate) fn hash_user(hasher: &UserHasher, server: &str, user: &str) -> u64 {
+    hasher.hash_one((server, user))
+}
+
 /// The queues of some users, and indexes over them by domain.
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
-    /// Queues by owner: one hash lookup per call. Owners are the server's own users, not
-    /// keys a remote sender picks, so a fast seeded hash serves.
-    queues: HashMap<Arc<UserKey>, Queue, foldhash::quality::RandomState>,
+    /// Queues, found by their owner's hash: one lookup per call.
+    queues: HashTable<Queue>,
+    /// The store's hasher, for purges that find queues by the owners in an index.
+    hasher: UserHasher,
     /// Each domain holding a queue here, in name order, with its owners in order and its
     /// time indexes.
-    domains: BTreeMap<String, DomainIndex>,
+    domains: BTreeMap<Arc<str>, DomainIndex>,
     /// The last seq given to a message here. A user's messages all go to one shard, so its
     /// seqs increase in arrival order; seqs are not unique across shards (nor need they be).
     last_seq: u64,
@@ -29,8 +49,8 @@ pub(crate) struct Shard {
 /// A user's messages in `seq` order, with what the write path needs at hand.
 #[derive(Debug)]
 pub(crate) struct Queue {
-    /// The user, shared with the shard's map and indexes.
-    owner: Arc<UserKey>,
+    /// The user, shared with its domain's indexes.
+    owner: Owner,
     /// Appended in increasing `seq` (seqs are taken under the shard's lock).
     messages: Vec<StoredMessage>,
     stats: QueueStats,
@@ -42,14 +62,34 @@ pub(crate) struct Queue {
     oldest: Option<i64>,
 }
 
-/// A queue's owner in its domain's index, ordered by username alone: every owner in one
-/// domain's index shares the server, so comparing it would only repeat work.
+/// A queue's owner: its username, and its server shared with every queue of that domain in
+/// the shard, so a queue that appears costs one allocation. Ordered by username alone: the
+/// owners in one domain's index share the server, so comparing it would only repeat work.
 #[derive(Clone, Debug)]
-struct Owner(Arc<UserKey>);
+struct Owner {
+    server: Arc<str>,
+    user: Username,
+}
+
+impl Owner {
+    /// Whether this is `key`'s queue.
+    fn is(&self, key: &UserKey) -> bool {
+        *self.user.name == *key.user() && *self.server == *key.server()
+    }
+
+    /// Whether both are the same user (`==` compares usernames alone).
+    fn same(&self, other: &Owner) -> bool {
+        self.user == other.user && self.server == other.server
+    }
+
+    fn hash(&self, hasher: &UserHasher) -> u64 {
+        hash_user(hasher, &self.server, &self.user.name)
+    }
+}
 
 impl PartialEq for Owner {
     fn eq(&self, other: &Self) -> bool {
-        self.0.user() == other.0.user()
+        self.user == other.user
     }
 }
 
@@ -63,13 +103,53 @@ impl PartialOrd for Owner {
 
 impl Ord for Owner {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0.user().cmp(other.0.user())
+        self.user.cmp(&other.user)
     }
 }
 
 impl Borrow<str> for Owner {
     fn borrow(&self) -> &str {
-        self.0.user()
+        &self.user.name
+    }
+}
+
+/// A username in byte order, its first [`Username::HEAD`] bytes also kept inline as one
+/// number: comparisons in the indexes' B-trees mostly end on that number, with no pointer
+/// to follow. Ordered exactly as the names are, so a B-tree of owners can be searched by a
+/// `&str` too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Username {
+    /// The first bytes, big-endian, zero-padded: numbers compare as the bytes do, and when
+    /// they are equal the names decide.
+    head: u128,
+    name: Arc<str>,
+}
+
+impl Username {
+    const HEAD: usize = 16;
+
+    fn new(name: &str) -> Self {
+        let mut head = [0; Self::HEAD];
+        let len = name.len().min(Self::HEAD);
+        head[..len].copy_from_slice(&name.as_bytes()[..len]);
+        Self {
+            head: u128::from_be_bytes(head),
+            name: Arc::from(name),
+        }
+    }
+}
+
+impl PartialOrd for Username {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Username {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.head
+            .cmp(&other.head)
+            .then_with(|| self.name.cmp(&other.name))
     }
 }
 
@@ -77,11 +157,24 @@ impl Borrow<str> for Owner {
 /// queues by the times purges go by. Each queue is in each time index once, under its oldest
 /// timestamp and its earliest expiry: a purge visits only the queues that hold something it
 /// removes, and a write that changes neither time (the usual case) leaves the indexes alone.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct DomainIndex {
+    /// The domain's name, shared by its owners.
+    server: Arc<str>,
     owners: BTreeSet<Owner>,
     by_expire: BTreeSet<(i64, Owner)>,
     by_timestamp: BTreeSet<(i64, Owner)>,
+}
+
+impl DomainIndex {
+    fn new(server: Arc<str>) -> Self {
+        Self {
+            server,
+            owners: BTreeSet::new(),
+            by_expire: BTreeSet::new(),
+            by_timestamp: BTreeSet::new(),
+        }
+    }
 }
 
 /// Where a queue sits in its domain's indexes; `None` where it is absent.
@@ -94,7 +187,7 @@ struct IndexKeys {
 /// Moves `owner` in `index` from `before` to `after`.
 fn move_entry(
     index: &mut BTreeSet<(i64, Owner)>,
-    owner: &Arc<UserKey>,
+    owner: &Owner,
     before: Option<i64>,
     after: Option<i64>,
 ) {
@@ -102,15 +195,15 @@ fn move_entry(
         return;
     }
     if let Some(time) = before {
-        index.remove(&(time, Owner(Arc::clone(owner))));
+        index.remove(&(time, owner.clone()));
     }
     if let Some(time) = after {
-        index.insert((time, Owner(Arc::clone(owner))));
+        index.insert((time, owner.clone()));
     }
 }
 
 impl Queue {
-    fn new(owner: Arc<UserKey>) -> Self {
+    fn new(owner: Owner) -> Self {
         Self {
             owner,
             messages: Vec::new(),
@@ -225,8 +318,17 @@ impl Queue {
 }
 
 impl Shard {
-    pub(crate) fn queue(&self, user: &UserKey) -> Option<&Queue> {
-        self.queues.get(user)
+    /// An empty shard whose users are hashed with `hasher`.
+    pub(crate) fn new(hasher: UserHasher) -> Self {
+        Self {
+            hasher,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn queue(&self, user: Hashed<'_>) -> Option<&Queue> {
+        self.queues
+            .find(user.hash, |queue| queue.owner.is(user.user))
     }
 
     /// `write_messages` on the user's queue: its expired messages removed, the batch's
@@ -234,22 +336,40 @@ impl Shard {
     /// with the shard's next seqs.
     pub(crate) fn write(
         &mut self,
-        user: &UserKey,
+        user: Hashed<'_>,
         mut batch: PreparedBatch,
         quota: &Quota,
         now: i64,
     ) -> Result<WriteReport> {
-        let queue = match self.queues.get_mut(user) {
-            Some(queue) => queue,
-            None => {
-                let owner = Arc::new(user.clone());
-                let domain = match self.domains.get_mut(user.server()) {
-                    Some(domain) => domain,
-                    None => self.domains.entry(user.server().to_owned()).or_default(),
+        let Shard {
+            queues,
+            hasher,
+            domains,
+            last_seq,
+        } = self;
+        let entry = queues.entry(
+            user.hash,
+            |queue| queue.owner.is(user.user),
+            |queue| queue.owner.hash(hasher),
+        );
+        let queue = match entry {
+            Entry::Occupied(queue) => queue.into_mut(),
+            Entry::Vacant(room) => {
+                let key = user.user;
+                let index = match domains.get_mut(key.server()) {
+                    Some(index) => index,
+                    None => {
+                        let server: Arc<str> = Arc::from(key.server());
+                        let index = DomainIndex::new(Arc::clone(&server));
+                        domains.entry(server).or_insert(index)
+                    }
                 };
-                domain.owners.insert(Owner(Arc::clone(&owner)));
-                let queue = Queue::new(Arc::clone(&owner));
-                self.queues.entry(owner).or_insert(queue)
+                let owner = Owner {
+                    server: Arc::clone(&index.server),
+                    user: Username::new(key.user()),
+                };
+                index.owners.insert(owner.clone());
+                room.insert(Queue::new(owner)).into_mut()
             }
         };
         let before = queue.keys();
@@ -257,50 +377,56 @@ impl Shard {
             queue.remove_expired(now);
         }
         batch.skip_held_duplicates(|key| queue.holds_key(key));
-        let checked = batch.check_quota(user, quota, queue.stats());
+        let checked = batch.check_quota(user.user, quota, queue.stats());
         let (messages, report) = batch.into_parts();
         if checked.is_ok() && !messages.is_empty() {
             for message in messages {
-                self.last_seq += 1;
-                queue.insert(self.last_seq, message);
+                *last_seq += 1;
+                queue.insert(*last_seq, message);
             }
         }
         let after = queue.keys_unless_empty();
         if after != Some(before) {
-            let owner = Arc::clone(&queue.owner);
-            self.settle(&owner, before, after);
+            let owner = queue.owner.clone();
+            self.settle(user.hash, &owner, before, after);
         }
         checked.map(|()| report)
     }
 
     /// Removes the user's messages expired at `now`; returns how many.
-    pub(crate) fn remove_expired_of(&mut self, user: &UserKey, now: i64) -> u64 {
-        self.change_queue(user, |queue| queue.remove_expired(now))
+    fn remove_expired_of(&mut self, owner: &Owner, now: i64) -> u64 {
+        self.change_queue(owner, |queue| queue.remove_expired(now))
     }
 
     /// Removes the messages with these `seq`s from the user's queue; returns how many.
-    pub(crate) fn remove_all(&mut self, user: &UserKey, seqs: &[u64]) -> u64 {
+    pub(crate) fn remove_all(&mut self, user: Hashed<'_>, seqs: &[u64]) -> u64 {
+        let Some(owner) = self.queue(user).map(|queue| queue.owner.clone()) else {
+            return 0;
+        };
         let mut seqs = seqs.to_vec();
         seqs.sort_unstable();
         seqs.dedup();
-        self.change_queue(user, |queue| queue.remove_seqs(&seqs))
+        self.change_queue(&owner, |queue| queue.remove_seqs(&seqs))
     }
 
     /// Takes the user's whole queue out of the shard.
-    pub(crate) fn take_queue(&mut self, user: &UserKey) -> Option<Vec<StoredMessage>> {
-        let (owner, queue) = self.queues.remove_entry(user)?;
-        self.unindex(&owner, queue.keys());
+    pub(crate) fn take_queue(&mut self, user: Hashed<'_>) -> Option<Vec<StoredMessage>> {
+        let found = self
+            .queues
+            .find_entry(user.hash, |queue| queue.owner.is(user.user));
+        let (queue, _) = found.ok()?.remove();
+        self.unindex(&queue.owner, queue.keys());
         Some(queue.messages)
     }
 
-    /// Owners of queues after `after` (or from the start of `domain`), in `(server, user)`
-    /// order, at most `limit`.
+    /// Owners of queues after `after` (or from the start of `domain`), as `(server, user)`
+    /// in that order, at most `limit`.
     pub(crate) fn users(
         &self,
         domain: Option<&Domain>,
         after: Option<&UserKey>,
         limit: usize,
-    ) -> Vec<Arc<UserKey>> {
+    ) -> Vec<(Arc<str>, Arc<str>)> {
         let first = match (domain, after) {
             (Some(domain), Some(after)) if after.server() > domain.as_str() => return Vec::new(),
             (Some(domain), _) => Bound::Included(domain.as_str()),
@@ -311,7 +437,7 @@ impl Shard {
         let mut owners = Vec::new();
         for (server, index) in self.domains.range::<str, _>((first, last)) {
             let start = match after {
-                Some(after) if after.server() == server => Bound::Excluded(after.user()),
+                Some(after) if after.server() == &**server => Bound::Excluded(after.user()),
                 _ => Bound::Unbounded,
             };
             let room = limit - owners.len();
@@ -320,7 +446,7 @@ impl Shard {
                     .owners
                     .range::<str, _>((start, Bound::Unbounded))
                     .take(room)
-                    .map(|owner| Arc::clone(&owner.0)),
+                    .map(|owner| (Arc::clone(&owner.server), Arc::clone(&owner.user.name))),
             );
             if owners.len() >= limit {
                 break;
@@ -357,12 +483,16 @@ impl Shard {
         let Some(index) = self.domains.remove(domain.as_str()) else {
             return 0;
         };
-        index
-            .owners
-            .iter()
-            .filter_map(|owner| self.queues.remove(&*owner.0))
-            .map(|queue| queue.messages.len() as u64)
-            .sum()
+        let mut removed = 0;
+        for owner in &index.owners {
+            let found = self
+                .queues
+                .find_entry(owner.hash(&self.hasher), |queue| queue.owner.same(owner));
+            if let Ok(queue) = found {
+                removed += queue.remove().0.messages.len() as u64;
+            }
+        }
+        removed
     }
 
     /// Entries of the per-domain time indexes, and domains indexed: zero when the shard holds
@@ -384,7 +514,7 @@ impl Shard {
         domain: &Domain,
         which: TimeIndex,
         selected: impl Fn(i64) -> bool,
-    ) -> Vec<Arc<UserKey>> {
+    ) -> Vec<Owner> {
         let Some(index) = self.domains.get(domain.as_str()) else {
             return Vec::new();
         };
@@ -395,36 +525,42 @@ impl Shard {
         entries
             .iter()
             .take_while(|(time, _)| selected(*time))
-            .map(|(_, owner)| Arc::clone(&owner.0))
+            .map(|(_, owner)| owner.clone())
             .collect()
     }
 
-    /// Applies a removal to the user's queue, then moves the queue in its domain's indexes
+    /// Applies a removal to the owner's queue, then moves the queue in its domain's indexes
     /// and drops it if it emptied; returns what `change` returned.
-    fn change_queue(&mut self, user: &UserKey, change: impl FnOnce(&mut Queue) -> u64) -> u64 {
-        let Some(queue) = self.queues.get_mut(user) else {
+    fn change_queue(&mut self, owner: &Owner, change: impl FnOnce(&mut Queue) -> u64) -> u64 {
+        let hash = owner.hash(&self.hasher);
+        let Some(queue) = self.queues.find_mut(hash, |queue| queue.owner.same(owner)) else {
             return 0;
         };
         let before = queue.keys();
         let removed = change(queue);
         let after = queue.keys_unless_empty();
         if after != Some(before) {
-            let owner = Arc::clone(&queue.owner);
-            self.settle(&owner, before, after);
+            self.settle(hash, owner, before, after);
         }
         removed
     }
 
-    /// After a change to the owner's queue, which sat in the indexes under `before`: drops
-    /// the queue if it emptied (`after` is `None`), else moves it to `after`.
-    fn settle(&mut self, owner: &Arc<UserKey>, before: IndexKeys, after: Option<IndexKeys>) {
+    /// After a change to the owner's queue (whose hash is `hash`), which sat in the indexes
+    /// under `before`: drops the queue if it emptied (`after` is `None`), else moves it to
+    /// `after`.
+    fn settle(&mut self, hash: u64, owner: &Owner, before: IndexKeys, after: Option<IndexKeys>) {
         let Some(after) = after else {
-            self.queues.remove(&**owner);
+            if let Ok(queue) = self
+                .queues
+                .find_entry(hash, |queue| queue.owner.same(owner))
+            {
+                queue.remove();
+            }
             self.unindex(owner, before);
             return;
         };
         // A queue is in its domain's index from its creation.
-        let Some(index) = self.domains.get_mut(owner.server()) else {
+        let Some(index) = self.domains.get_mut(&*owner.server) else {
             return;
         };
         move_entry(&mut index.by_timestamp, owner, before.oldest, after.oldest);
@@ -438,15 +574,15 @@ impl Shard {
 
     /// Takes a removed queue out of its domain's indexes, and the domain out of the shard
     /// when it was its last.
-    fn unindex(&mut self, owner: &Arc<UserKey>, keys: IndexKeys) {
-        let Some(index) = self.domains.get_mut(owner.server()) else {
+    fn unindex(&mut self, owner: &Owner, keys: IndexKeys) {
+        let Some(index) = self.domains.get_mut(&*owner.server) else {
             return;
         };
         move_entry(&mut index.by_timestamp, owner, keys.oldest, None);
         move_entry(&mut index.by_expire, owner, keys.earliest_expire, None);
-        index.owners.remove(owner.user());
+        index.owners.remove(owner);
         if index.owners.is_empty() {
-            self.domains.remove(owner.server());
+            self.domains.remove(&*owner.server);
         }
     }
 }
