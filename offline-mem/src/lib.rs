@@ -281,6 +281,20 @@ mod tests {
         let listed = store.list_users(Some(&domain), None, 10).await.unwrap();
         let listed: Vec<&str> = listed.iter().map(UserKey::user).collect();
         assert_eq!(listed, sorted);
+        for size in [1, 2] {
+            let mut paged = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store.list_users(None, after.as_ref(), size).await.unwrap();
+                let Some(last) = page.last().cloned() else {
+                    break;
+                };
+                paged.extend(page);
+                after = Some(last);
+            }
+            let paged: Vec<&str> = paged.iter().map(UserKey::user).collect();
+            assert_eq!(paged, sorted, "in pages of {size}");
+        }
         assert_eq!(
             store.remove_old_messages(&domain, T0 + 1).await.unwrap(),
             names.len() as u64

@@ -22,7 +22,9 @@ pub(crate) type UserHasher = foldhash::quality::RandomState;
 /// A user's key and its hash under the store's [`UserHasher`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Hashed<'a> {
+    /// The user.
     pub(crate) user: &'a UserKey,
+    /// [`hash_user`] of the user.
     pub(crate) hash: u64,
 }
 
@@ -32,7 +34,7 @@ pub(crate) fn hash_user(hasher: &UserHasher, server: &str, user: &str) -> u64 {
 }
 
 /// The queues of some users, and indexes over them by domain.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shard {
     /// Queues, found by their owner's hash: one lookup per call.
     queues: HashTable<Queue>,
@@ -63,9 +65,8 @@ pub(crate) struct Queue {
 }
 
 /// A queue's owner: its username, and its server shared with every queue of that domain in
-/// the shard, so a queue that appears costs one allocation. Ordered by username alone: the
-/// owners in one domain's index share the server, so comparing it would only repeat work.
-#[derive(Clone, Debug)]
+/// the shard, so a queue that appears costs one allocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Owner {
     server: Arc<str>,
     user: Username,
@@ -77,39 +78,9 @@ impl Owner {
         *self.user.name == *key.user() && *self.server == *key.server()
     }
 
-    /// Whether both are the same user (`==` compares usernames alone).
-    fn same(&self, other: &Owner) -> bool {
-        self.user == other.user && self.server == other.server
-    }
-
+    /// [`hash_user`] of the owner.
     fn hash(&self, hasher: &UserHasher) -> u64 {
         hash_user(hasher, &self.server, &self.user.name)
-    }
-}
-
-impl PartialEq for Owner {
-    fn eq(&self, other: &Self) -> bool {
-        self.user == other.user
-    }
-}
-
-impl Eq for Owner {}
-
-impl PartialOrd for Owner {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Owner {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.user.cmp(&other.user)
-    }
-}
-
-impl Borrow<str> for Owner {
-    fn borrow(&self) -> &str {
-        &self.user.name
     }
 }
 
@@ -122,12 +93,15 @@ struct Username {
     /// The first bytes, big-endian, zero-padded: numbers compare as the bytes do, and when
     /// they are equal the names decide.
     head: u128,
+    /// The whole name.
     name: Arc<str>,
 }
 
 impl Username {
+    /// How many bytes of the name [`head`](Self::head) holds.
     const HEAD: usize = 16;
 
+    /// `name`, in one allocation.
     fn new(name: &str) -> Self {
         let mut head = [0; Self::HEAD];
         let len = name.len().min(Self::HEAD);
@@ -153,20 +127,31 @@ impl Ord for Username {
     }
 }
 
-/// One domain's queues in this shard: their owners in order (for `list_users`), and the
-/// queues by the times purges go by. Each queue is in each time index once, under its oldest
-/// timestamp and its earliest expiry: a purge visits only the queues that hold something it
-/// removes, and a write that changes neither time (the usual case) leaves the indexes alone.
+impl Borrow<str> for Username {
+    fn borrow(&self) -> &str {
+        &self.name
+    }
+}
+
+/// One domain's queues in this shard, by their owners' usernames: in name order (for
+/// `list_users`), and by the times purges go by. Each queue is in each time index once, under
+/// its oldest timestamp and its earliest expiry: a purge visits only the queues that hold
+/// something it removes, and a write that changes neither time (the usual case) leaves the
+/// indexes alone.
 #[derive(Debug)]
 struct DomainIndex {
     /// The domain's name, shared by its owners.
     server: Arc<str>,
-    owners: BTreeSet<Owner>,
-    by_expire: BTreeSet<(i64, Owner)>,
-    by_timestamp: BTreeSet<(i64, Owner)>,
+    /// The owners of the domain's queues.
+    owners: BTreeSet<Username>,
+    /// Each queue that holds an expiring message, under its earliest expiry.
+    by_expire: BTreeSet<(i64, Username)>,
+    /// Each queue, under its oldest timestamp.
+    by_timestamp: BTreeSet<(i64, Username)>,
 }
 
 impl DomainIndex {
+    /// No queue yet of the domain `server`.
     fn new(server: Arc<str>) -> Self {
         Self {
             server,
@@ -184,10 +169,10 @@ struct IndexKeys {
     earliest_expire: Option<i64>,
 }
 
-/// Moves `owner` in `index` from `before` to `after`.
+/// Moves `user`'s queue in `index` from `before` to `after`.
 fn move_entry(
-    index: &mut BTreeSet<(i64, Owner)>,
-    owner: &Owner,
+    index: &mut BTreeSet<(i64, Username)>,
+    user: &Username,
     before: Option<i64>,
     after: Option<i64>,
 ) {
@@ -195,10 +180,10 @@ fn move_entry(
         return;
     }
     if let Some(time) = before {
-        index.remove(&(time, owner.clone()));
+        index.remove(&(time, user.clone()));
     }
     if let Some(time) = after {
-        index.insert((time, owner.clone()));
+        index.insert((time, user.clone()));
     }
 }
 
@@ -321,11 +306,14 @@ impl Shard {
     /// An empty shard whose users are hashed with `hasher`.
     pub(crate) fn new(hasher: UserHasher) -> Self {
         Self {
+            queues: HashTable::new(),
             hasher,
-            ..Self::default()
+            domains: BTreeMap::new(),
+            last_seq: 0,
         }
     }
 
+    /// The user's queue, if it holds anything.
     pub(crate) fn queue(&self, user: Hashed<'_>) -> Option<&Queue> {
         self.queues
             .find(user.hash, |queue| queue.owner.is(user.user))
@@ -368,7 +356,7 @@ impl Shard {
                     server: Arc::clone(&index.server),
                     user: Username::new(key.user()),
                 };
-                index.owners.insert(owner.clone());
+                index.owners.insert(owner.user.clone());
                 room.insert(Queue::new(owner)).into_mut()
             }
         };
@@ -393,11 +381,6 @@ impl Shard {
         checked.map(|()| report)
     }
 
-    /// Removes the user's messages expired at `now`; returns how many.
-    fn remove_expired_of(&mut self, owner: &Owner, now: i64) -> u64 {
-        self.change_queue(owner, |queue| queue.remove_expired(now))
-    }
-
     /// Removes the messages with these `seq`s from the user's queue; returns how many.
     pub(crate) fn remove_all(&mut self, user: Hashed<'_>, seqs: &[u64]) -> u64 {
         let Some(owner) = self.queue(user).map(|queue| queue.owner.clone()) else {
@@ -406,7 +389,7 @@ impl Shard {
         let mut seqs = seqs.to_vec();
         seqs.sort_unstable();
         seqs.dedup();
-        self.change_queue(&owner, |queue| queue.remove_seqs(&seqs))
+        self.change_queue(user.hash, &owner, |queue| queue.remove_seqs(&seqs))
     }
 
     /// Takes the user's whole queue out of the shard.
@@ -446,7 +429,7 @@ impl Shard {
                     .owners
                     .range::<str, _>((start, Bound::Unbounded))
                     .take(room)
-                    .map(|owner| (Arc::clone(&owner.server), Arc::clone(&owner.user.name))),
+                    .map(|user| (Arc::clone(server), Arc::clone(&user.name))),
             );
             if owners.len() >= limit {
                 break;
@@ -460,7 +443,7 @@ impl Shard {
         let owners = self.indexed(domain, TimeIndex::Expire, |expire| expire <= now);
         owners
             .iter()
-            .map(|owner| self.remove_expired_of(owner, now))
+            .map(|owner| self.change_owned(owner, |queue| queue.remove_expired(now)))
             .sum()
     }
 
@@ -470,7 +453,7 @@ impl Shard {
         owners
             .iter()
             .map(|owner| {
-                self.change_queue(owner, |queue| {
+                self.change_owned(owner, |queue| {
                     let all = 0..queue.messages.len();
                     queue.remove_where(all, |m| m.message.timestamp < cutoff)
                 })
@@ -484,10 +467,14 @@ impl Shard {
             return 0;
         };
         let mut removed = 0;
-        for owner in &index.owners {
+        for user in index.owners {
+            let owner = Owner {
+                server: Arc::clone(&index.server),
+                user,
+            };
             let found = self
                 .queues
-                .find_entry(owner.hash(&self.hasher), |queue| queue.owner.same(owner));
+                .find_entry(owner.hash(&self.hasher), |queue| queue.owner == owner);
             if let Ok(queue) = found {
                 removed += queue.remove().0.messages.len() as u64;
             }
@@ -525,15 +512,27 @@ impl Shard {
         entries
             .iter()
             .take_while(|(time, _)| selected(*time))
-            .map(|(_, owner)| owner.clone())
+            .map(|(_, user)| Owner {
+                server: Arc::clone(&index.server),
+                user: user.clone(),
+            })
             .collect()
     }
 
-    /// Applies a removal to the owner's queue, then moves the queue in its domain's indexes
-    /// and drops it if it emptied; returns what `change` returned.
-    fn change_queue(&mut self, owner: &Owner, change: impl FnOnce(&mut Queue) -> u64) -> u64 {
-        let hash = owner.hash(&self.hasher);
-        let Some(queue) = self.queues.find_mut(hash, |queue| queue.owner.same(owner)) else {
+    /// [`change_queue`](Self::change_queue) for an owner found in an index.
+    fn change_owned(&mut self, owner: &Owner, change: impl FnOnce(&mut Queue) -> u64) -> u64 {
+        self.change_queue(owner.hash(&self.hasher), owner, change)
+    }
+
+    /// Applies a removal to the queue of `owner` (whose hash is `hash`), then moves the queue
+    /// in its domain's indexes and drops it if it emptied; returns what `change` returned.
+    fn change_queue(
+        &mut self,
+        hash: u64,
+        owner: &Owner,
+        change: impl FnOnce(&mut Queue) -> u64,
+    ) -> u64 {
+        let Some(queue) = self.queues.find_mut(hash, |queue| queue.owner == *owner) else {
             return 0;
         };
         let before = queue.keys();
@@ -550,10 +549,7 @@ impl Shard {
     /// `after`.
     fn settle(&mut self, hash: u64, owner: &Owner, before: IndexKeys, after: Option<IndexKeys>) {
         let Some(after) = after else {
-            if let Ok(queue) = self
-                .queues
-                .find_entry(hash, |queue| queue.owner.same(owner))
-            {
+            if let Ok(queue) = self.queues.find_entry(hash, |queue| queue.owner == *owner) {
                 queue.remove();
             }
             self.unindex(owner, before);
@@ -563,10 +559,11 @@ impl Shard {
         let Some(index) = self.domains.get_mut(&*owner.server) else {
             return;
         };
-        move_entry(&mut index.by_timestamp, owner, before.oldest, after.oldest);
+        let user = &owner.user;
+        move_entry(&mut index.by_timestamp, user, before.oldest, after.oldest);
         move_entry(
             &mut index.by_expire,
-            owner,
+            user,
             before.earliest_expire,
             after.earliest_expire,
         );
@@ -578,9 +575,14 @@ impl Shard {
         let Some(index) = self.domains.get_mut(&*owner.server) else {
             return;
         };
-        move_entry(&mut index.by_timestamp, owner, keys.oldest, None);
-        move_entry(&mut index.by_expire, owner, keys.earliest_expire, None);
-        index.owners.remove(owner);
+        move_entry(&mut index.by_timestamp, &owner.user, keys.oldest, None);
+        move_entry(
+            &mut index.by_expire,
+            &owner.user,
+            keys.earliest_expire,
+            None,
+        );
+        index.owners.remove(&owner.user);
         if index.owners.is_empty() {
             self.domains.remove(&*owner.server);
         }
