@@ -68,7 +68,9 @@ pub(crate) struct Queue {
 /// the shard, so a queue that appears costs one allocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Owner {
+    /// The domain's name, the one its [`DomainIndex`] holds.
     server: Arc<str>,
+    /// The username, as the domain's indexes hold it.
     user: Username,
 }
 
