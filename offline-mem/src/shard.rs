@@ -385,13 +385,14 @@ impl Shard {
 
     /// Removes the messages with these `seq`s from the user's queue; returns how many.
     pub(crate) fn remove_all(&mut self, user: Hashed<'_>, seqs: &[u64]) -> u64 {
-        let Some(owner) = self.queue(user).map(|queue| queue.owner.clone()) else {
-            return 0;
-        };
         let mut seqs = seqs.to_vec();
         seqs.sort_unstable();
         seqs.dedup();
-        self.change_queue(user.hash, &owner, |queue| queue.remove_seqs(&seqs))
+        self.change_queue(
+            user.hash,
+            |queue| queue.owner.is(user.user),
+            |queue| queue.remove_seqs(&seqs),
+        )
     }
 
     /// Takes the user's whole queue out of the shard.
@@ -523,25 +524,28 @@ impl Shard {
 
     /// [`change_queue`](Self::change_queue) for an owner found in an index.
     fn change_owned(&mut self, owner: &Owner, change: impl FnOnce(&mut Queue) -> u64) -> u64 {
-        self.change_queue(owner.hash(&self.hasher), owner, change)
+        let hash = owner.hash(&self.hasher);
+        self.change_queue(hash, |queue| queue.owner == *owner, change)
     }
 
-    /// Applies a removal to the queue of `owner` (whose hash is `hash`), then moves the queue
-    /// in its domain's indexes and drops it if it emptied; returns what `change` returned.
+    /// Applies a removal to the queue that `is_it` picks among those whose owner's hash is
+    /// `hash`, then moves the queue in its domain's indexes and drops it if it emptied;
+    /// returns what `change` returned.
     fn change_queue(
         &mut self,
         hash: u64,
-        owner: &Owner,
+        is_it: impl Fn(&Queue) -> bool,
         change: impl FnOnce(&mut Queue) -> u64,
     ) -> u64 {
-        let Some(queue) = self.queues.find_mut(hash, |queue| queue.owner == *owner) else {
+        let Some(queue) = self.queues.find_mut(hash, is_it) else {
             return 0;
         };
         let before = queue.keys();
         let removed = change(queue);
         let after = queue.keys_unless_empty();
         if after != Some(before) {
-            self.settle(hash, owner, before, after);
+            let owner = queue.owner.clone();
+            self.settle(hash, &owner, before, after);
         }
         removed
     }
