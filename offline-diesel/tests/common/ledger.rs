@@ -18,14 +18,15 @@ use parking_lot::Mutex;
 pub struct Ledger {
     /// Counts the calls that ended, to order them.
     clock: u64,
-    /// Keys whose write was acknowledged, with when.
+    /// Keys whose write was acknowledged, with when the write began.
     acknowledged: BTreeMap<UserKey, BTreeMap<String, u64>>,
     /// Keys whose write failed: maybe stored, maybe not.
     unknown: BTreeMap<UserKey, BTreeSet<String>>,
     /// Keys delivered by acknowledged pops, in delivery order.
     delivered: BTreeMap<UserKey, Vec<String>>,
-    /// When pops that failed ended: such a pop may have taken what was acknowledged before
-    /// it ended (its commit may have landed with the reply lost), and nothing later.
+    /// When pops that failed ended: such a pop may have taken the message of any write that
+    /// began before it ended (its commit may have landed with the reply lost, and a write
+    /// committed before it may be acknowledged only after it failed), and nothing later.
     uncertain_pops: BTreeMap<UserKey, Vec<u64>>,
     /// Calls that failed with `Unavailable`.
     pub unavailable: usize,
@@ -34,15 +35,26 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Records a write of one message carrying `key`.
-    pub fn write(&mut self, user: &UserKey, key: String, outcome: &Result<WriteReport>) {
-        let now = self.tick();
+    /// Marks the start of a call: what [`Ledger::write`] takes as `began`.
+    pub fn begin(&mut self) -> u64 {
+        self.tick()
+    }
+
+    /// Records a write of one message carrying `key`, which began at `began`.
+    pub fn write(
+        &mut self,
+        user: &UserKey,
+        key: String,
+        began: u64,
+        outcome: &Result<WriteReport>,
+    ) {
+        self.tick();
         match outcome {
             Ok(report) if report.stored == 1 => {
                 self.acknowledged
                     .entry(user.clone())
                     .or_default()
-                    .insert(key, now);
+                    .insert(key, began);
             }
             Ok(report) => self
                 .unexpected
@@ -90,7 +102,7 @@ impl Ledger {
 
     /// Checks `user`'s messages still `held` against what the calls saw: each key delivered
     /// or held at most once, every acknowledged key there (unless a pop of unknown outcome
-    /// ended after it was acknowledged), and no key that nobody wrote.
+    /// ended after its write began), and no key that nobody wrote.
     pub fn check(&self, user: &UserKey, held: &[StoredMessage]) {
         let mut seen = BTreeSet::new();
         let delivered = self.delivered.get(user).into_iter().flatten();
@@ -103,8 +115,8 @@ impl Ledger {
         }
         let uncertain = self.uncertain_pops.get(user).map_or(&[][..], Vec::as_slice);
         let acknowledged = self.acknowledged.get(user);
-        for (key, at) in acknowledged.into_iter().flatten() {
-            let maybe_popped = uncertain.iter().any(|&ended| ended > *at);
+        for (key, began) in acknowledged.into_iter().flatten() {
+            let maybe_popped = uncertain.iter().any(|&ended| ended > *began);
             assert!(
                 seen.contains(key) || maybe_popped,
                 "{user}: acknowledged {key} was lost"
@@ -176,10 +188,11 @@ pub async fn workload<S: OfflineBackend>(
             let key = format!("w{}-{n}", plan.worker);
             let message = NewMessage::new(1, "romeo@example.net/r", user.to_string(), "<m/>")
                 .dedupe_key(key.clone());
+            let began = ledger.lock().begin();
             let written = store
                 .write_messages(user, vec![message], plan.quota, 1)
                 .await;
-            ledger.lock().write(user, key, &written);
+            ledger.lock().write(user, key, began, &written);
         }
         if !plan.pause.is_zero() {
             tokio::time::sleep(plan.pause).await;
