@@ -58,7 +58,7 @@ pub use error::ModuleError;
 pub use instrumentation::{Instrumentation, InstrumentedBackend, MetricNames};
 pub use module::{
     Delivery, Disposition, OfflineModule, OfflineModuleBuilder, OfflineStub, PERSONAL_DATA_FIELDS,
-    PersonalDataRow,
+    PendingPage, PersonalDataRow,
 };
 pub use stanza::FEATURE_MSGOFFLINE;
 

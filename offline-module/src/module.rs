@@ -58,6 +58,9 @@ pub enum Disposition {
 /// JID, and the resource it named may never come back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Delivery {
+    /// The message's place in the user's queue: what [`OfflineModule::remove_delivered`]
+    /// takes once the message reached the client.
+    pub seq: u64,
     /// The original sender, as routed.
     pub from: Jid,
     /// The recipient as routed when the message was stored (the stanza's `to` when it had
@@ -68,6 +71,17 @@ pub struct Delivery {
     pub stanza: Element,
     /// The opaque fields stored with the message.
     pub permanent_fields: Option<Vec<u8>>,
+}
+
+/// A page of stored messages from [`OfflineModule::pending_messages`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PendingPage {
+    /// The messages to write to the client, in arrival order.
+    pub deliveries: Vec<Delivery>,
+    /// Every seq the page covers, in order: the deliveries' and those of stored messages too
+    /// corrupt to deliver (logged), which are removed with the rest. The next page starts
+    /// after the last; an empty list means nothing more is held.
+    pub seqs: Vec<u64>,
 }
 
 /// The GDPR export columns, in the order of [`PersonalDataRow`]'s fields.
@@ -527,6 +541,43 @@ impl OfflineModule {
             .collect())
     }
 
+    /// A page of the user's stored messages for at-least-once delivery, without removing
+    /// them: up to `limit` messages after seq `after`, in arrival order, each with its delay
+    /// stamp. The server writes them to the client and, once it knows they arrived, removes
+    /// [`PendingPage::seqs`] with [`remove_delivered`](Self::remove_delivered), then asks for
+    /// the next page after the last of those seqs. A connection lost on the way loses
+    /// nothing: what was not removed is delivered at the next login.
+    #[tracing::instrument(level = "debug", skip_all, fields(host_type = %self.host_type, %user))]
+    pub async fn pending_messages(
+        &self,
+        user: &Jid,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<PendingPage, ModuleError> {
+        let key = UserKey::try_from(user)?;
+        let held = self
+            .store
+            .fetch_messages(&key, after, Some(limit), self.clock.now())
+            .await
+            .inspect_err(|err| warn!(error = %err, "fetching offline messages failed"))?;
+        let seqs = held.iter().map(|stored| stored.seq).collect();
+        Ok(PendingPage {
+            deliveries: held
+                .into_iter()
+                .filter_map(|stored| delivery(&key, stored))
+                .collect(),
+            seqs,
+        })
+    }
+
+    /// Removes messages of a [`PendingPage`] once they reached the client; returns how many
+    /// were still held.
+    #[tracing::instrument(level = "debug", skip_all, fields(host_type = %self.host_type, %user))]
+    pub async fn remove_delivered(&self, user: &Jid, seqs: &[u64]) -> Result<u64, ModuleError> {
+        let key = UserKey::try_from(user)?;
+        Ok(self.store.remove_messages(&key, seqs).await?)
+    }
+
     /// Removes a user's messages (the `remove_user` hook, also the GDPR removal); returns how
     /// many.
     #[tracing::instrument(level = "debug", skip(self), fields(host_type = %self.host_type))]
@@ -691,6 +742,7 @@ fn delivery(user: &UserKey, stored: StoredMessage) -> Option<Delivery> {
             }
             stanza.append_child(delay_element(user.server(), message.timestamp));
             Some(Delivery {
+                seq: stored.seq,
                 from,
                 to,
                 stanza,

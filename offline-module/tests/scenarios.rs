@@ -212,6 +212,99 @@ async fn groupchat_message_is_stored_with_the_option() {
 }
 
 #[tokio::test]
+async fn pending_pages_stay_until_removed_and_resume_after_the_last_seq() {
+    let server = Server::plain().await;
+    for i in 1..=5 {
+        let message = chat(
+            "alice@localhost/res1",
+            "bob@localhost",
+            &format!("m{i}"),
+            &format!("b{i}"),
+        );
+        assert_eq!(
+            server
+                .send("alice@localhost/res1", "bob@localhost", &message)
+                .await,
+            stored()
+        );
+    }
+    // An expiring message lapses before delivery: fetched pages leave it out.
+    let lapsing = stanza(
+        "<message xmlns='jabber:client' type='chat' id='x'><body>lapsed</body>\
+         <x xmlns='jabber:x:expire' seconds='1'/></message>",
+    );
+    assert_eq!(
+        server
+            .send("alice@localhost/res1", "bob@localhost", &lapsing)
+            .await,
+        stored()
+    );
+    server.clock.advance_secs(2);
+    let bob = jid("bob@localhost/phone");
+    let first = server.module.pending_messages(&bob, None, 2).await.unwrap();
+    let stanzas: Vec<Element> = first.deliveries.iter().map(|d| d.stanza.clone()).collect();
+    assert_eq!(bodies(&stanzas), ["b1", "b2"]);
+    assert_eq!(
+        first.seqs,
+        first.deliveries.iter().map(|d| d.seq).collect::<Vec<_>>()
+    );
+    assert!(
+        stanzas
+            .iter()
+            .all(|s| s.get_child("delay", "urn:xmpp:delay").is_some())
+    );
+    // Not removed yet: a connection lost now loses nothing.
+    let again = server.module.pending_messages(&bob, None, 2).await.unwrap();
+    assert_eq!(again, first);
+    let next = server
+        .module
+        .pending_messages(&bob, first.seqs.last().copied(), 2)
+        .await
+        .unwrap();
+    let stanzas: Vec<Element> = next.deliveries.iter().map(|d| d.stanza.clone()).collect();
+    assert_eq!(
+        bodies(&stanzas),
+        ["b3", "b4"],
+        "the next page starts after the last seq"
+    );
+    assert_eq!(
+        server
+            .module
+            .remove_delivered(&bob, &first.seqs)
+            .await
+            .unwrap(),
+        2
+    );
+    let rest = server
+        .module
+        .pending_messages(&bob, first.seqs.last().copied(), 10)
+        .await
+        .unwrap();
+    let stanzas: Vec<Element> = rest.deliveries.iter().map(|d| d.stanza.clone()).collect();
+    assert_eq!(bodies(&stanzas), ["b3", "b4", "b5"]);
+    assert_eq!(
+        server
+            .module
+            .remove_delivered(&bob, &rest.seqs)
+            .await
+            .unwrap(),
+        3
+    );
+    let after = rest.seqs.last().copied();
+    assert!(
+        server
+            .module
+            .pending_messages(&bob, after, 10)
+            .await
+            .unwrap()
+            .seqs
+            .is_empty()
+    );
+    // What was removed page by page is gone from a pop too.
+    assert!(server.login("bob@localhost").await.is_empty());
+}
+
+#[tokio::test]
 async fn expired_messages_are_not_delivered() {
     let server = Server::plain().await;
     let expiring = |id: &str, seconds: u32, body: &str| {
