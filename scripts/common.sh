@@ -67,6 +67,33 @@ ensure_database() {
   fi
 }
 
+# The slixmpp client of the example server's end-to-end tests, in a virtualenv kept at
+# OFFLINE_E2E_VENV (default /var/tmp/offline-store-e2e-venv) and reused while it holds the pinned
+# version; exports OFFLINE_TEST_PYTHON. Without Python, the tests are skipped outside CI.
+SLIXMPP_VERSION=1.17.0
+prepare_e2e_client() {
+  local venv=${OFFLINE_E2E_VENV:-/var/tmp/offline-store-e2e-venv}
+  if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    install_packages python3 python3-venv || true
+  fi
+  if ! command -v python3 >/dev/null 2>&1; then
+    in_ci && fail "python3 is missing, and CI runs the slixmpp end-to-end tests"
+    echo "notice: no python3; the end-to-end tests will be skipped" >&2
+    return 0
+  fi
+  if ! "$venv/bin/python" -c "import slixmpp, sys; sys.exit(slixmpp.__version__ != '$SLIXMPP_VERSION')" 2>/dev/null; then
+    rm -rf "$venv"
+    python3 -m venv "$venv" && "$venv/bin/pip" install --quiet "slixmpp==$SLIXMPP_VERSION" \
+      || { in_ci && fail "installing slixmpp $SLIXMPP_VERSION failed"; }
+  fi
+  if "$venv/bin/python" -c 'import slixmpp' 2>/dev/null; then
+    export OFFLINE_TEST_PYTHON="$venv/bin/python"
+    echo "slixmpp $SLIXMPP_VERSION in $venv"
+  else
+    echo "notice: slixmpp could not be installed; the end-to-end tests will be skipped" >&2
+  fi
+}
+
 # Installs the build's packages, makes sure the databases answer, and starts the Galera
 # cluster (unless OFFLINE_TEST_GALERA=skip outside CI); exports the URLs.
 prepare_environment() {
@@ -74,6 +101,9 @@ prepare_environment() {
   install_packages libclang-dev
   command -v pg_isready >/dev/null 2>&1 || install_packages postgresql-client
   command -v mariadb-admin >/dev/null 2>&1 || install_packages mariadb-client
+
+  say "slixmpp client"
+  prepare_e2e_client
 
   say "databases"
   export OFFLINE_TEST_POSTGRES_URL="${OFFLINE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"

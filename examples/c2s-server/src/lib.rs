@@ -1,0 +1,172 @@
+//! An example XMPP server built on `offline-module`: client-to-server connections on one
+//! node, with offline messages stored, refused, bounced and delivered as MongooseIM's
+//! `mod_offline` does.
+//!
+//! What it does: RFC 6120 stream negotiation (STARTTLS with the configured certificate or a
+//! self-signed one made at start; SASL PLAIN against the accounts of the configuration;
+//! resource binding), presence (available with a priority, unavailable), routing of messages
+//! between local users, `disco#info` with `msgoffline`, and pings. It has no rosters,
+//! subscriptions, server-to-server links or stream management: it shows where the module
+//! goes in a server, not a server to deploy.
+//!
+//! # Where `mod_offline` comes in
+//!
+//! - A message to an account with no available session (none, or only negative priorities)
+//!   goes to [`OfflineModule::offline_message`](offline_module::OfflineModule::offline_message)
+//!   and every [`Disposition`](offline_module::Disposition) is acted on: a stored message
+//!   may send the sender a XEP-0022 event, a refusal (queue full, store failed) goes back to
+//!   the sender, a message the module does not handle gets the 503 bounce, a dropped one
+//!   nothing. A message to a user without an account gets MongooseIM's 503 "User not found".
+//! - A session's first available presence with a non-negative priority starts the delivery
+//!   of the stored messages on that session: a page of them is fetched
+//!   ([`pending_messages`](offline_module::OfflineModule::pending_messages)) and written,
+//!   followed by a ping. Its answer proves the client read the page, since a stream is read
+//!   in order; only then is the page removed
+//!   ([`remove_delivered`](offline_module::OfflineModule::remove_delivered)) and the next one
+//!   fetched. A connection that drops during delivery loses nothing: what was not confirmed
+//!   is delivered again at the next login (at least once: a client that read a page and left
+//!   before answering the ping gets that page twice).
+//!
+//! # Order of stored and live messages
+//!
+//! A user's gate (see `router`) makes a message either stored before the session became
+//! available, or routed live to it. While the stored messages are delivered, the live
+//! messages that reach the session wait in it and are written after the last stored page:
+//! on the session that delivers, stored messages come first, in arrival order, then live
+//! ones in the order they came. A live message can overtake stored ones in two cases: on
+//! another session of the same user that became available meanwhile (only one session
+//! delivers), and when the store fails during delivery (what is left waits for the next
+//! login, and live messages flow at once).
+
+mod auth;
+mod config;
+mod router;
+mod session;
+mod tls;
+mod xml;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use offline_module::offline_core::OfflineBackend;
+use offline_module::{ConfigError, ModuleError, OfflineModule, StorageConfig, open_backend};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+
+pub use config::{DEFAULT_CONFIG, ServerConfig};
+
+use auth::Accounts;
+use router::Router;
+
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration error, naming the key.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `mod_offline` or its store cannot start.
+    #[error("mod_offline: {0}")]
+    Module(#[from] ModuleError),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The listening socket cannot be opened.
+    #[error("listening on {address}: {source}")]
+    Listen {
+        /// The configured address.
+        address: SocketAddr,
+        /// What the system said.
+        source: io::Error,
+    },
+}
+
+/// A server listening for clients.
+pub struct Server {
+    listener: TcpListener,
+    router: Arc<Router>,
+    tls: TlsAcceptor,
+}
+
+impl Server {
+    /// Opens `mod_offline` for every domain of `config` (one store for the domains that
+    /// share a storage configuration), sets TLS up and listens.
+    pub async fn bind(config: &ServerConfig) -> Result<Self, Error> {
+        let mut stores: Vec<(StorageConfig, Arc<dyn OfflineBackend>)> = Vec::new();
+        let mut modules = BTreeMap::new();
+        for domain in &config.offline.hosts {
+            let host = domain.as_str();
+            let mut builder = OfflineModule::from_config(host, &config.offline)?;
+            if let Some(storage) = &config.offline.for_host(host).storage {
+                let shared = stores.iter().find(|(s, _)| s == storage);
+                let store = match shared {
+                    Some((_, store)) => Arc::clone(store),
+                    None => {
+                        let store = open_backend(storage).await?;
+                        stores.push((storage.clone(), Arc::clone(&store)));
+                        store
+                    }
+                };
+                builder = builder.store(store);
+            }
+            modules.insert(host.to_owned(), Arc::new(builder.build().await?));
+        }
+        let tls = match &config.tls_files {
+            Some((certificate, key)) => tls::from_files(certificate, key)?,
+            None => tls::self_signed(modules.keys().cloned().collect())?,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Listen {
+                address: config.listen,
+                source,
+            })?;
+        let accounts = Accounts::new(config.accounts.clone());
+        Ok(Self {
+            listener,
+            router: Arc::new(Router::new(
+                modules,
+                accounts,
+                config.max_stanza_size,
+                config.ping_timeout,
+            )),
+            tls,
+        })
+    }
+
+    /// The address clients connect to (the port chosen when the configuration says 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The `mod_offline` serving `domain`.
+    pub fn module(&self, domain: &str) -> Option<Arc<OfflineModule>> {
+        self.router.module(domain).cloned()
+    }
+
+    /// Serves clients until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((socket, peer)) => {
+                        info!(%peer, "client connected");
+                        let _ = socket.set_nodelay(true);
+                        let router = Arc::clone(&self.router);
+                        tokio::spawn(session::serve(router, self.tls.clone(), socket));
+                    }
+                    Err(error) => {
+                        // Out of file descriptors, say: let sessions end before trying again.
+                        warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                },
+                () = &mut shutdown => return,
+            }
+        }
+    }
+}

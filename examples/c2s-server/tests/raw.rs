@@ -1,0 +1,189 @@
+//! Stream negotiation byte by byte, where client libraries hide what matters: the features
+//! after login, whitespace between a login and the stream restart, oversized stanzas.
+
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use c2s_server::{Server, ServerConfig};
+use offline_module::OfflineModule;
+use offline_module::jid::Jid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+/// `\0alice\0alice-pw` in base64.
+const ALICE_PLAIN: &str = "AGFsaWNlAGFsaWNlLXB3";
+
+async fn server() -> std::net::SocketAddr {
+    server_and_module().await.0
+}
+
+async fn server_and_module() -> (std::net::SocketAddr, Arc<OfflineModule>) {
+    let config = ServerConfig::from_toml_str(
+        r#"
+        [general]
+          hosts = ["localhost"]
+        [modules.mod_offline]
+          backend = "memory"
+        [c2s_server]
+          listen = "127.0.0.1:0"
+          max_stanza_size = 8192
+          ping_timeout = 1
+        [c2s_server.accounts]
+          "alice@localhost" = "alice-pw"
+        "#,
+    )
+    .unwrap();
+    let server = Server::bind(&config).await.unwrap();
+    let address = server.local_addr().unwrap();
+    let module = server.module("localhost").unwrap();
+    tokio::spawn(server.run(std::future::pending()));
+    (address, module)
+}
+
+/// Connects and opens a stream; returns the socket and the features the server offered.
+async fn open(address: std::net::SocketAddr) -> (TcpStream, String) {
+    let mut socket = TcpStream::connect(address).await.unwrap();
+    socket.write_all(HEADER.as_bytes()).await.unwrap();
+    let features = read_until(&mut socket, "</stream:features>").await;
+    (socket, features)
+}
+
+/// Logs alice in as `desk`, up to the bound session.
+async fn login(address: std::net::SocketAddr) -> TcpStream {
+    let (mut socket, _) = open(address).await;
+    let auth = format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{ALICE_PLAIN}</auth>"
+    );
+    socket.write_all(auth.as_bytes()).await.unwrap();
+    read_until(&mut socket, "success").await;
+    socket.write_all(HEADER.as_bytes()).await.unwrap();
+    read_until(&mut socket, "</stream:features>").await;
+    socket
+        .write_all(
+            b"<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+              <resource>desk</resource></bind></iq>",
+        )
+        .await
+        .unwrap();
+    read_until(&mut socket, "</iq>").await;
+    socket
+}
+
+/// Reads until `text` has come, the connection closed, or a second passed; returns all read.
+async fn read_until(socket: &mut TcpStream, text: &str) -> String {
+    let mut seen = String::new();
+    let mut buffer = [0u8; 4096];
+    while !seen.contains(text) {
+        match tokio::time::timeout(Duration::from_secs(1), socket.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => seen.push_str(&String::from_utf8_lossy(&buffer[..n])),
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn features_after_login_offer_binding_and_no_mechanisms_despite_whitespace() {
+    let (mut socket, before) = open(server().await).await;
+    assert!(before.contains("<mechanism>PLAIN</mechanism>"), "{before}");
+    assert!(before.contains("starttls"), "{before}");
+    // A newline after </auth>, as go-xmpp writes, before the restart.
+    let auth = format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{ALICE_PLAIN}</auth>\n"
+    );
+    socket.write_all(auth.as_bytes()).await.unwrap();
+    let success = read_until(&mut socket, "success").await;
+    assert!(success.contains("<success"), "{success}");
+    socket.write_all(b" \n").await.unwrap();
+    socket.write_all(HEADER.as_bytes()).await.unwrap();
+    let after = read_until(&mut socket, "</stream:features>").await;
+    assert!(
+        after.contains("urn:ietf:params:xml:ns:xmpp-bind"),
+        "{after}"
+    );
+    assert!(!after.contains("mechanisms"), "RFC 6120 §6.4.6: {after}");
+    socket
+        .write_all(
+            b"<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+              <resource>desk</resource></bind></iq>",
+        )
+        .await
+        .unwrap();
+    let bound = read_until(&mut socket, "</iq>").await;
+    assert!(bound.contains("<jid>alice@localhost/desk</jid>"), "{bound}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_gets_not_authorized() {
+    let (mut socket, _) = open(server().await).await;
+    // `\0alice\0wrong`.
+    socket
+        .write_all(
+            b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>\
+              AGFsaWNlAHdyb25n</auth>",
+        )
+        .await
+        .unwrap();
+    let failure = read_until(&mut socket, "</failure>").await;
+    assert!(failure.contains("<not-authorized"), "{failure}");
+}
+
+#[tokio::test]
+async fn a_stanza_over_max_stanza_size_ends_the_stream_with_policy_violation() {
+    let (mut socket, _) = open(server().await).await;
+    let huge = format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+        "A".repeat(20_000)
+    );
+    // The server may close before it read everything.
+    let _ = socket.write_all(huge.as_bytes()).await;
+    let reply = read_until(&mut socket, "</stream:stream>").await;
+    assert!(reply.contains("policy-violation"), "{reply}");
+}
+
+#[tokio::test]
+async fn an_unknown_domain_gets_host_unknown() {
+    let address = server().await;
+    let mut socket = TcpStream::connect(address).await.unwrap();
+    let header = HEADER.replace("to='localhost'", "to='elsewhere.example'");
+    socket.write_all(header.as_bytes()).await.unwrap();
+    let reply = read_until(&mut socket, "</stream:stream>").await;
+    assert!(reply.contains("host-unknown"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_client_that_never_confirms_a_delivery_is_disconnected_and_loses_nothing() {
+    let (address, module) = server_and_module().await;
+    let alice = Jid::new("alice@localhost").unwrap();
+    let message = "<message xmlns='jabber:client' type='chat' id='m1'><body>hi</body></message>"
+        .parse()
+        .unwrap();
+    let bob = Jid::new("bob@localhost/phone").unwrap();
+    let _ = module.offline_message(&bob, &alice, &message).await;
+    assert_eq!(module.personal_data(&alice).await.unwrap().len(), 1);
+
+    let mut socket = login(address).await;
+    socket.write_all(b"<presence/>").await.unwrap();
+    let delivered = read_until(&mut socket, "urn:xmpp:ping").await;
+    assert!(delivered.contains("<body>hi</body>"), "{delivered}");
+    // The ping after the page is never answered (ping_timeout = 1 s).
+    let end = read_until(&mut socket, "</stream:stream>").await;
+    let end = if end.contains("</stream:stream>") {
+        end
+    } else {
+        read_until(&mut socket, "</stream:stream>").await
+    };
+    assert!(end.contains("connection-timeout"), "{end}");
+    assert_eq!(
+        module.personal_data(&alice).await.unwrap().len(),
+        1,
+        "an unconfirmed page was removed"
+    );
+}
