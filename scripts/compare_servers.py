@@ -27,7 +27,6 @@ import logging
 import pathlib
 import sys
 import time
-import warnings
 import xml.etree.ElementTree as ET
 
 CLIENTS = pathlib.Path(__file__).resolve().parent.parent / "examples/c2s-server/tests/clients"
@@ -434,8 +433,6 @@ async def main():
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.ERROR)
-    # client.py reaches plugins as client["name"], which slixmpp deprecates; not ours to fix.
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         asyncio.run(main())
     except KeyboardInterrupt:

@@ -56,7 +56,7 @@ class Client(slixmpp.ClientXMPP):
         if plan.get("tls", "starttls") == "plain":
             self.enable_starttls = False
             self.enable_plaintext = True
-            self["feature_mechanisms"].unencrypted_plain = True
+            self.plugin["feature_mechanisms"].unencrypted_plain = True
         else:
             self.enable_starttls = True
             self.enable_plaintext = False
@@ -102,10 +102,10 @@ class Client(slixmpp.ClientXMPP):
         for xml in self.plan.get("send", []):
             self.send_raw(xml)
         if self.plan.get("disco"):
-            info = await self["xep_0030"].get_info(jid=self.plan["disco"])
+            info = await self.plugin["xep_0030"].get_info(jid=self.plan["disco"])
             self.result["disco"] = sorted(info["disco_info"]["features"])
         # Every stanza sent before was handled once the server answers.
-        await self["xep_0199"].ping(jid=self.boundjid.domain)
+        await self.plugin["xep_0199"].ping(jid=self.boundjid.domain)
         if self.plan.get("linger"):
             await asyncio.sleep(self.plan["linger"])
         self.sent = True
