@@ -1,5 +1,21 @@
 //! `offlinectl`: the operator's tool for the offline store.
 //!
+//! Admin commands act on the store a MongooseIM TOML configures (`--config`, default
+//! `./offline.toml`; without one, the embedded RocksDB store under `./data`):
+//!
+//! ```text
+//! offlinectl count alice@localhost
+//! offlinectl list alice@localhost --json
+//! offlinectl pop alice@localhost
+//! offlinectl delete-expired --domain localhost          # deleteExpiredMessages
+//! offlinectl delete-old --domain localhost --days 30    # deleteOldMessages
+//! offlinectl remove-user alice@localhost --yes
+//! offlinectl remove-domain localhost --yes
+//! offlinectl export alice@localhost > alice.csv
+//! ```
+//!
+//! Exit codes: 0 success, 2 usage error, 1 failure; an error is one line on stderr.
+//!
 //! `offlinectl bench` runs a mixed workload (writes, and a pop every few operations) against a
 //! store and the baseline that does the same work without our code, at several client counts,
 //! and prints throughput, p50 and p99 latency and the ratio to the baseline:
@@ -12,12 +28,17 @@
 // A command-line tool prints its results.
 #![allow(clippy::print_stdout)]
 
+mod admin;
 mod bench;
+mod error;
 mod report;
+mod target;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::error::CliError;
 
 /// The operator's tool for the offline message store.
 #[derive(Debug, Parser)]
@@ -29,6 +50,28 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Counts the messages held for a user, and their bytes (JSON: {"jid", "messages",
+    /// "bytes"}).
+    #[command(after_help = "Example: offlinectl count alice@localhost --config offline.toml")]
+    Count(admin::UserArgs),
+    /// Lists a user's messages without removing them, a page at a time.
+    List(admin::ListArgs),
+    /// Takes a user's messages out of the store and prints them as `list` does.
+    #[command(after_help = "Example: offlinectl pop alice@localhost --json")]
+    Pop(admin::UserArgs),
+    /// Removes a domain's expired messages and prints how many.
+    #[command(alias = "deleteExpiredMessages")]
+    DeleteExpired(admin::DeleteExpiredArgs),
+    /// Removes a domain's messages stored more than N days ago and prints how many.
+    #[command(alias = "deleteOldMessages")]
+    DeleteOld(admin::DeleteOldArgs),
+    /// Removes every message held for a user (asks first, unless --yes).
+    RemoveUser(admin::RemoveUserArgs),
+    /// Removes every message held for a domain's users (asks first, unless --yes).
+    RemoveDomain(admin::RemoveDomainArgs),
+    /// Prints a user's data (GDPR): CSV with timestamp,from,to,packet (RFC 4180), or JSON.
+    #[command(after_help = "Example: offlinectl export alice@localhost > alice.csv")]
+    Export(admin::UserArgs),
     /// Measures a store beside its baseline: throughput and latency at several client counts.
     Bench(bench::BenchArgs),
 }
@@ -47,14 +90,22 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Bench(args) => bench::run(args).await,
+            Command::Count(args) => admin::count(args).await,
+            Command::List(args) => admin::list(args).await,
+            Command::Pop(args) => admin::pop(args).await,
+            Command::DeleteExpired(args) => admin::delete_expired(args).await,
+            Command::DeleteOld(args) => admin::delete_old(args).await,
+            Command::RemoveUser(args) => admin::remove_user(args).await,
+            Command::RemoveDomain(args) => admin::remove_domain(args).await,
+            Command::Export(args) => admin::export(args).await,
+            Command::Bench(args) => bench::run(args).await.map_err(CliError::Bench),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("offlinectl: {e}");
-            ExitCode::FAILURE
+            e.exit_code()
         }
     }
 }

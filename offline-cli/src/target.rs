@@ -1,0 +1,105 @@
+//! What the admin commands act on: the store the configuration names for a domain (or the
+//! embedded RocksDB under `./data` without a configuration), and `mod_offline` over it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use offline_module::offline_core::{Domain, OfflineBackend};
+use offline_module::{ModuleError, OfflineConfig, OfflineModule, StorageConfig, open_backend};
+
+use crate::error::CliError;
+
+/// The configuration file read when `--config` is not given, if it exists.
+pub(crate) const DEFAULT_CONFIG: &str = "offline.toml";
+
+/// The configuration the commands run under.
+pub(crate) struct Target {
+    /// `None`: no configuration file; the embedded RocksDB store under `./data`.
+    config: Option<OfflineConfig>,
+}
+
+/// A domain's store and the module serving the domain on it.
+pub(crate) struct Opened {
+    /// The store.
+    pub(crate) store: Arc<dyn OfflineBackend>,
+    /// `mod_offline` for the domain, on that store.
+    pub(crate) module: OfflineModule,
+}
+
+impl Target {
+    /// Reads `config` (given with `--config`), or `./offline.toml` when it exists; with
+    /// neither, the commands act on the embedded RocksDB store under `./data`.
+    pub(crate) fn load(config: Option<&Path>) -> Result<Self, CliError> {
+        let path = match config {
+            Some(path) => Some(path.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
+        };
+        let config = match path {
+            Some(path) => Some(
+                OfflineConfig::from_file(&path)
+                    .map_err(|source| CliError::Config { path, source })?,
+            ),
+            None => None,
+        };
+        Ok(Self { config })
+    }
+
+    /// Opens the store holding `domain`'s messages and `mod_offline` serving `domain` on it:
+    /// the host type of `general.hosts` that is `domain`, or `host_type` (one of
+    /// `general.host_types`) with `domain` added. Without a configuration, the embedded
+    /// RocksDB store, for a domain it holds messages for.
+    pub(crate) async fn open(
+        &self,
+        domain: &Domain,
+        host_type: Option<&str>,
+    ) -> Result<Opened, CliError> {
+        let unknown = |why: String| CliError::UnknownDomain {
+            domain: domain.to_string(),
+            why,
+        };
+        let Some(config) = &self.config else {
+            let store = open_backend(&StorageConfig::RocksDb(Default::default())).await?;
+            let held = store.list_users(Some(domain), None, 1).await?;
+            if held.is_empty() {
+                return Err(unknown(format!(
+                    "no configuration ({DEFAULT_CONFIG} or --config) lists it, and the store \
+                     under ./data holds no messages for it"
+                )));
+            }
+            let module = OfflineModule::builder("offlinectl", Arc::clone(&store))
+                .domain(domain.clone())
+                .build()
+                .await?;
+            return Ok(Opened { store, module });
+        };
+        let host = match host_type {
+            Some(host_type) if config.host_types.iter().any(|t| t == host_type) => host_type,
+            Some(host_type) => {
+                return Err(unknown(format!(
+                    "`{host_type}` is not in general.host_types"
+                )));
+            }
+            None if config.hosts.contains(domain) => domain.as_str(),
+            None => {
+                return Err(unknown(
+                    "not in general.hosts (for a domain of general.host_types, name its host \
+                     type with --host-type)"
+                        .to_owned(),
+                ));
+            }
+        };
+        let storage = config
+            .for_host(host)
+            .storage
+            .clone()
+            .ok_or_else(|| unknown(format!("mod_offline is not enabled for `{host}`")))?;
+        let store = open_backend(&storage).await?;
+        let module = OfflineModule::from_config(host, config)
+            .map_err(ModuleError::from)?
+            .store(Arc::clone(&store))
+            .build()
+            .await?;
+        module.add_domain(domain.clone());
+        Ok(Opened { store, module })
+    }
+}

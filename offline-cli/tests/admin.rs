@@ -1,0 +1,319 @@
+//! The admin commands run as processes, as an operator runs them: against a RocksDB store in
+//! a temporary directory and against PostgreSQL (`OFFLINE_TEST_POSTGRES_URL`; skipped
+//! without it outside CI).
+
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use offline_module::offline_core::{NewMessage, OfflineBackend, Quota, UserKey};
+use offline_module::{OfflineConfig, open_backend};
+
+/// One hour in µs.
+const HOUR: i64 = 3_600_000_000;
+
+fn now() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_micros()).unwrap()
+}
+
+/// Runs offlinectl in `dir` with `args`, stdin not a terminal.
+fn offlinectl(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_offlinectl"))
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("offlinectl runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+/// Asserts the exit code and a one-line error on stderr naming `what`.
+fn fails(output: Output, code: i32, what: &str) {
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(code), "{text}");
+    assert!(text.contains(what), "`{what}` not in: {text}");
+}
+
+/// Writes messages for alice and bob of `domain` (one of alice's expired, one of bob's old)
+/// and for alice of a neighbouring domain, through the library.
+async fn seed(store: &dyn OfflineBackend, domain: &str) {
+    let now = now();
+    let alice = key(&format!("alice@{domain}"));
+    let bob = key(&format!("bob@{domain}"));
+    let neighbour = key(&format!("alice@sub.{domain}"));
+    let message = |at: i64, body: &str| {
+        NewMessage::new(
+            at,
+            "romeo@example.net/orchard",
+            format!("alice@{domain}"),
+            format!("<message xmlns='jabber:client' type='chat'><body>{body}</body></message>"),
+        )
+    };
+    let mut expiring = message(now - 2 * HOUR, "gone, \"quoted\"");
+    expiring.expire = Some(now - HOUR);
+    let batch = vec![
+        message(now - 3 * HOUR, "first, with a comma"),
+        expiring,
+        message(now, "last"),
+    ];
+    store
+        .write_messages(&alice, batch, Quota::UNLIMITED, now - 3 * HOUR)
+        .await
+        .unwrap();
+    let old = vec![message(now - 40 * 24 * HOUR, "old"), message(now, "new")];
+    store
+        .write_messages(&bob, old, Quota::UNLIMITED, now - 40 * 24 * HOUR)
+        .await
+        .unwrap();
+    let spared = vec![message(now - 40 * 24 * HOUR, "neighbour")];
+    store
+        .write_messages(&neighbour, spared, Quota::UNLIMITED, now - 40 * 24 * HOUR)
+        .await
+        .unwrap();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn key(jid: &str) -> UserKey {
+    UserKey::try_from(&offline_module::jid::Jid::new(jid).unwrap()).unwrap()
+}
+
+/// Every admin command against the store `config` names, in `dir`.
+fn run_commands(dir: &Path, config: &str, domain: &str) {
+    let at = ["--config", config];
+    let alice = format!("alice@{domain}");
+    let bob = format!("bob@{domain}");
+    let args = |head: &[&str]| -> Vec<String> {
+        head.iter()
+            .chain(at.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |head: &[&str]| {
+        let args = args(head);
+        offlinectl(dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // Reads: the expired message is held until a purge, and never listed.
+    let counted = ok(run(&["count", &alice]));
+    assert!(
+        counted.starts_with(&format!("{alice}: 3 messages, ")),
+        "{counted}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(run(&["list", &alice, "--json"]))).unwrap();
+    let bodies: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["packet"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 2, "{listed}");
+    assert!(bodies[0].contains("first, with a comma") && bodies[1].contains("last"));
+    let first = listed[0]["seq"].as_u64().unwrap();
+    let page = ok(run(&[
+        "list",
+        &alice,
+        "--after",
+        &first.to_string(),
+        "--limit",
+        "1",
+    ]));
+    assert_eq!(page.lines().count(), 1, "{page}");
+    assert!(page.contains("last"), "{page}");
+
+    // The GDPR export: RFC 4180 quoting of packets with commas and quotes.
+    let csv = ok(run(&["export", &alice]));
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["timestamp", "from", "to", "packet"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert!(rows[0][3].contains("first, with a comma"));
+    assert!(rows[1][3].contains("gone, \"quoted\""));
+    assert!(
+        csv.contains("\"\"quoted\"\""),
+        "quotes doubled inside a quoted field: {csv}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(run(&["export", &alice, "--json"]))).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    assert_eq!(json[0]["to"], alice.as_str());
+
+    // Purges, by MongooseIM's names too; the neighbouring domain is untouched.
+    assert_eq!(
+        ok(run(&["deleteExpiredMessages", "--domain", domain])),
+        "Removed 1 messages\n"
+    );
+    assert_eq!(
+        ok(run(&["delete-expired", "--domain", domain])),
+        "Removed 0 messages\n"
+    );
+    assert_eq!(
+        ok(run(&["delete-old", "--domain", domain, "--days", "30"])),
+        "Removed 1 messages\n"
+    );
+    assert_eq!(
+        ok(run(&[
+            "deleteOldMessages",
+            "--domain",
+            domain,
+            "--days",
+            "1"
+        ])),
+        "Removed 0 messages\n"
+    );
+    assert!(ok(run(&["count", &format!("alice@sub.{domain}")])).contains(": 1 messages"));
+
+    // Bad arguments: usage errors, exit code 2, naming what was wrong.
+    fails(
+        run(&["delete-old", "--domain", domain, "--days", "0"]),
+        2,
+        "--days",
+    );
+    fails(run(&["count", "not a jid@@"]), 2, "not a JID");
+    fails(run(&["count", domain]), 2, "JID");
+    fails(
+        run(&["delete-expired", "--domain", "unknown.example"]),
+        1,
+        "unknown.example",
+    );
+
+    // Removal asks first: without a terminal, --yes is needed, and nothing is removed.
+    fails(run(&["remove-user", &alice]), 2, "--yes");
+    assert!(ok(run(&["count", &alice])).contains(": 2 messages"));
+    let popped: serde_json::Value =
+        serde_json::from_str(&ok(run(&["pop", &bob, "--json"]))).unwrap();
+    assert_eq!(popped.as_array().unwrap().len(), 1, "{popped}");
+    assert!(ok(run(&["count", &bob])).contains(": 0 messages"));
+    assert_eq!(
+        ok(run(&["remove-user", &alice, "--yes"])),
+        "Removed 2 messages\n"
+    );
+    fails(
+        run(&["remove-domain", &format!("sub.{domain}")]),
+        2,
+        "--yes",
+    );
+}
+
+#[test]
+fn admin_commands_on_rocksdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let config = format!(
+        "[general]\nhosts = [\"localhost\", \"sub.localhost\"]\n\
+         [modules.mod_offline]\nbackend = \"rocksdb\"\n\
+         [modules.mod_offline.rocksdb]\npath = {:?}\n",
+        data.to_str().unwrap()
+    );
+    std::fs::write(dir.path().join("offline.toml"), &config).unwrap();
+    runtime().block_on(async {
+        let parsed = OfflineConfig::from_toml_str(&config).unwrap();
+        let storage = parsed.for_host("localhost").storage.clone().unwrap();
+        let store = open_backend(&storage).await.unwrap();
+        seed(store.as_ref(), "localhost").await;
+    });
+    run_commands(dir.path(), "offline.toml", "localhost");
+    // ./offline.toml is read without --config.
+    assert!(ok(offlinectl(dir.path(), &["count", "bob@localhost"])).contains(": 0 messages"));
+    assert_eq!(
+        ok(offlinectl(
+            dir.path(),
+            &["remove-domain", "sub.localhost", "--yes"]
+        )),
+        "Removed 1 messages\n"
+    );
+}
+
+#[test]
+fn without_a_configuration_the_embedded_store_under_data_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let storage = offline_module::StorageConfig::RocksDb(offline_module::RocksDbSettings {
+            path: dir.path().join("data/offline"),
+            ..Default::default()
+        });
+        let store = open_backend(&storage).await.unwrap();
+        seed(store.as_ref(), "localhost").await;
+    });
+    assert!(ok(offlinectl(dir.path(), &["count", "alice@localhost"])).contains(": 3 messages"));
+    fails(
+        offlinectl(
+            dir.path(),
+            &["delete-expired", "--domain", "elsewhere.example"],
+        ),
+        1,
+        "elsewhere.example",
+    );
+    fails(
+        offlinectl(dir.path(), &["count", "x@y", "--config", "missing.toml"]),
+        1,
+        "missing.toml",
+    );
+}
+
+#[test]
+fn admin_commands_on_postgres() {
+    let Some(url) = std::env::var("OFFLINE_TEST_POSTGRES_URL").ok() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs OFFLINE_TEST_POSTGRES_URL"
+        );
+        eprintln!("skipped: OFFLINE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let domain = format!("cli{:08x}.example", fastrand::u32(..));
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[general]\nhosts = [\"{domain}\", \"sub.{domain}\"]\n\
+         [modules.mod_offline]\nbackend = \"rdbms\"\n\
+         [modules.mod_offline.rdbms]\nurl = {url:?}\n"
+    );
+    std::fs::write(dir.path().join("pg.toml"), &config).unwrap();
+    runtime().block_on(async {
+        let parsed = OfflineConfig::from_toml_str(&config).unwrap();
+        let storage = parsed.for_host(&domain).storage.clone().unwrap();
+        let store = open_backend(&storage).await.unwrap();
+        seed(store.as_ref(), &domain).await;
+    });
+    run_commands(dir.path(), "pg.toml", &domain);
+    let sub = format!("sub.{domain}");
+    assert_eq!(
+        ok(offlinectl(
+            dir.path(),
+            &["remove-domain", &sub, "--yes", "--config", "pg.toml"]
+        )),
+        "Removed 1 messages\n"
+    );
+}
