@@ -11,6 +11,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::clock::now;
 use crate::error::CliError;
 use crate::target::Target;
 
@@ -320,10 +321,4 @@ fn stamp(micros: i64) -> String {
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_else(|| micros.to_string())
-}
-
-/// Now, in µs since the epoch.
-fn now() -> i64 {
-    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
-    i64::try_from(nanos).unwrap_or(i64::MAX)
 }

@@ -34,6 +34,9 @@ pub(crate) enum CliError {
     /// The command cannot run as asked (exit code 2, as for bad arguments).
     #[error("{0}")]
     Usage(String),
+    /// A command failed otherwise (a migration's verification, an import's source).
+    #[error("{0}")]
+    Failed(String),
     /// The output cannot be written.
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),

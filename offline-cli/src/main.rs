@@ -12,6 +12,7 @@
 //! offlinectl remove-user alice@localhost --yes
 //! offlinectl remove-domain localhost --yes
 //! offlinectl export alice@localhost > alice.csv
+//! offlinectl migrate --from rocksdb.toml --to postgres.toml
 //! ```
 //!
 //! Exit codes: 0 success, 2 usage error, 1 failure; an error is one line on stderr.
@@ -30,7 +31,9 @@
 
 mod admin;
 mod bench;
+mod clock;
 mod error;
+mod migrate;
 mod report;
 mod target;
 
@@ -72,6 +75,9 @@ enum Command {
     /// Prints a user's data (GDPR): CSV with timestamp,from,to,packet (RFC 4180), or JSON.
     #[command(after_help = "Example: offlinectl export alice@localhost > alice.csv")]
     Export(admin::UserArgs),
+    /// Copies every queue of one store into another (or imports MongooseIM's
+    /// offline_message table); safe to interrupt and run again.
+    Migrate(migrate::MigrateArgs),
     /// Measures a store beside its baseline: throughput and latency at several client counts.
     Bench(bench::BenchArgs),
 }
@@ -98,6 +104,7 @@ fn main() -> ExitCode {
             Command::RemoveUser(args) => admin::remove_user(args).await,
             Command::RemoveDomain(args) => admin::remove_domain(args).await,
             Command::Export(args) => admin::export(args).await,
+            Command::Migrate(args) => migrate::run(args).await,
             Command::Bench(args) => bench::run(args).await.map_err(CliError::Bench),
         }
     });

@@ -5,11 +5,15 @@
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use offline_module::offline_core::{NewMessage, OfflineBackend, Quota, UserKey};
 use offline_module::{OfflineConfig, open_backend};
+
+use common::runtime;
 
 /// One hour in µs.
 const HOUR: i64 = 3_600_000_000;
@@ -93,13 +97,6 @@ async fn seed(store: &dyn OfflineBackend, domain: &str) {
         .write_messages(&neighbour, spared, Quota::UNLIMITED, now - 40 * 24 * HOUR)
         .await
         .unwrap();
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn key(jid: &str) -> UserKey {
@@ -285,12 +282,7 @@ fn without_a_configuration_the_embedded_store_under_data_is_used() {
 
 #[test]
 fn admin_commands_on_postgres() {
-    let Some(url) = std::env::var("OFFLINE_TEST_POSTGRES_URL").ok() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs OFFLINE_TEST_POSTGRES_URL"
-        );
-        eprintln!("skipped: OFFLINE_TEST_POSTGRES_URL is not set");
+    let Some(url) = common::postgres_url() else {
         return;
     };
     let domain = format!("cli{:08x}.example", fastrand::u32(..));

@@ -1,0 +1,270 @@
+//! `offlinectl migrate`: every queue of one store copied into another, or MongooseIM's
+//! `offline_message` table imported, safe to interrupt and run again.
+//!
+//! A message keeps its dedupe key; one without gets `offlinectl-migrate:<seq>` (its seq in
+//! the source), so a second run stores nothing twice while the messages are held in the
+//! target. Each user's queue is copied in arrival order, a page at a time; the target numbers
+//! the messages anew. At the end, every user's unexpired messages are counted on both sides.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use offline_diesel::import::{ImportOptions, MongooseImport};
+use offline_module::offline_core::{OfflineBackend, Quota, UserKey};
+use offline_module::{OfflineConfig, StorageConfig, open_backend};
+
+use crate::clock::now;
+use crate::error::CliError;
+
+/// Messages read and written per call.
+const PAGE: usize = 500;
+/// Users listed per call.
+const USERS_PAGE: usize = 1000;
+/// The prefix of the dedupe key given to a copied message that had none.
+pub(crate) const DEDUPE_PREFIX: &str = "offlinectl-migrate:";
+
+/// `migrate`'s options.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    offlinectl migrate --from rocksdb.toml --to postgres.toml --dry-run\n  \
+    offlinectl migrate --from rocksdb.toml --to postgres.toml\n  \
+    offlinectl migrate --from-mongooseim postgres://mongooseim@db/mongooseim --to postgres.toml")]
+pub(crate) struct MigrateArgs {
+    /// A MongooseIM TOML file naming the store to copy from.
+    #[arg(long, value_name = "FILE", required_unless_present = "from_mongooseim")]
+    from: Option<PathBuf>,
+    /// A MongooseIM database (postgres:// or mysql:// URL) whose offline_message table is
+    /// imported instead.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["from", "dry_run"])]
+    from_mongooseim: Option<String>,
+    /// A MongooseIM TOML file naming the store to copy into.
+    #[arg(long, value_name = "FILE")]
+    to: PathBuf,
+    /// Count what would be copied, and copy nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// `offlinectl migrate`.
+pub(crate) async fn run(args: MigrateArgs) -> Result<(), CliError> {
+    let target = open_store(&args.to).await?;
+    if let Some(url) = &args.from_mongooseim {
+        return import(url, target.as_ref()).await;
+    }
+    let Some(from) = &args.from else {
+        return Err(CliError::Usage(
+            "--from or --from-mongooseim is needed".into(),
+        ));
+    };
+    let source = open_store(from).await?;
+    let now = now();
+    let users = all_users(source.as_ref()).await?;
+    let mut total = 0;
+    for user in &users {
+        total += source.count_messages(user).await?.messages;
+    }
+    if args.dry_run {
+        println!(
+            "Would copy up to {total} messages of {} users (expired ones are left behind)",
+            users.len()
+        );
+        return Ok(());
+    }
+    let progress = Progress::new(total);
+    let (mut stored, mut already) = (0, 0);
+    for user in &users {
+        let mut after = None;
+        loop {
+            let page = source.fetch_messages(user, after, Some(PAGE), now).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.seq);
+            let count = page.len() as u64;
+            let batch = page
+                .into_iter()
+                .map(|stored| {
+                    let mut message = stored.message;
+                    if message.dedupe_key.is_none() {
+                        message.dedupe_key = Some(format!("{DEDUPE_PREFIX}{}", stored.seq));
+                    }
+                    message
+                })
+                .collect();
+            let report = target
+                .write_messages(user, batch, Quota::UNLIMITED, now)
+                .await?;
+            stored += report.stored;
+            already += report.duplicates;
+            progress.advance(count);
+        }
+    }
+    progress.finish();
+    println!(
+        "Copied {stored} messages of {} users ({already} were already there)",
+        users.len()
+    );
+    let mismatched = verify(source.as_ref(), target.as_ref(), &users, now).await?;
+    if mismatched.is_empty() {
+        println!("Verified: every user holds as many messages in the target as in the source");
+        Ok(())
+    } else {
+        let shown: Vec<String> = mismatched.iter().take(5).cloned().collect();
+        Err(CliError::Failed(format!(
+            "{} users hold a different number of messages in the target: {}",
+            mismatched.len(),
+            shown.join(", ")
+        )))
+    }
+}
+
+/// Imports MongooseIM's table at `url` into `target`.
+async fn import(url: &str, target: &dyn OfflineBackend) -> Result<(), CliError> {
+    let mut source = MongooseImport::connect(url)
+        .await
+        .map_err(|e| CliError::Failed(format!("{url}: {e}")))?;
+    let progress = Progress::new(0);
+    let report = source
+        .run(target, &ImportOptions::default(), |report| {
+            progress.set(report.rows);
+        })
+        .await
+        .map_err(|e| CliError::Failed(format!("{e}: {}", e.source)))?;
+    progress.finish();
+    println!("Imported from MongooseIM: {report}");
+    for rejected in &report.rejected {
+        eprintln!("row {} left behind: {}", rejected.id, rejected.reason);
+    }
+    Ok(())
+}
+
+/// Opens the store `config` names: the one every configured host shares. The memory store
+/// lives inside one process, so it can be neither side of a migration.
+async fn open_store(config: &Path) -> Result<Arc<dyn OfflineBackend>, CliError> {
+    let parsed = OfflineConfig::from_file(config).map_err(|source| CliError::Config {
+        path: config.to_path_buf(),
+        source,
+    })?;
+    let mut storages = parsed
+        .hosts
+        .iter()
+        .map(|h| h.as_str().to_owned())
+        .chain(parsed.host_types.iter().cloned())
+        .filter_map(|host| parsed.for_host(&host).storage.clone());
+    let Some(storage) = storages.next() else {
+        return Err(CliError::Usage(format!(
+            "{}: no host with mod_offline enabled",
+            config.display()
+        )));
+    };
+    if storages.any(|other| other != storage) {
+        return Err(CliError::Usage(format!(
+            "{}: host types configure different stores; migrate from a file that names one",
+            config.display()
+        )));
+    }
+    if storage == StorageConfig::Memory {
+        return Err(CliError::Usage(format!(
+            "{}: the memory store lives inside one process: it can be neither source nor \
+             target of a migration",
+            config.display()
+        )));
+    }
+    Ok(open_backend(&storage).await?)
+}
+
+/// Every user holding messages in `store`.
+async fn all_users(store: &dyn OfflineBackend) -> Result<Vec<UserKey>, CliError> {
+    let mut users = Vec::new();
+    loop {
+        let page = store.list_users(None, users.last(), USERS_PAGE).await?;
+        if page.is_empty() {
+            return Ok(users);
+        }
+        users.extend(page);
+    }
+}
+
+/// The users whose unexpired messages number differently in `source` and `target`.
+async fn verify(
+    source: &dyn OfflineBackend,
+    target: &dyn OfflineBackend,
+    users: &[UserKey],
+    now: i64,
+) -> Result<Vec<String>, CliError> {
+    let mut mismatched = Vec::new();
+    for user in users {
+        let (held, copied) = (
+            unexpired(source, user, now).await?,
+            unexpired(target, user, now).await?,
+        );
+        if held != copied {
+            mismatched.push(format!(
+                "{user} ({held} in the source, {copied} in the target)"
+            ));
+        }
+    }
+    Ok(mismatched)
+}
+
+/// How many unexpired messages `store` holds for `user`.
+async fn unexpired(store: &dyn OfflineBackend, user: &UserKey, now: i64) -> Result<u64, CliError> {
+    let (mut count, mut after) = (0, None);
+    loop {
+        let page = store.fetch_messages(user, after, Some(PAGE), now).await?;
+        let Some(last) = page.last() else {
+            return Ok(count);
+        };
+        after = Some(last.seq);
+        count += page.len() as u64;
+    }
+}
+
+/// A progress bar on a terminal; a line per page elsewhere (logs, pipes).
+struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    done: std::cell::Cell<u64>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = if total > 0 {
+                ProgressBar::new(total)
+            } else {
+                ProgressBar::new_spinner()
+            };
+            if let Ok(style) = ProgressStyle::with_template(
+                "[{bar:30}] {pos}/{len} messages, {per_sec}, {elapsed_precise}, eta {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        Self {
+            bar,
+            total,
+            done: 0.into(),
+        }
+    }
+
+    fn advance(&self, count: u64) {
+        self.set(self.done.get() + count);
+    }
+
+    fn set(&self, done: u64) {
+        self.done.set(done);
+        match &self.bar {
+            Some(bar) => bar.set_position(done),
+            None if self.total > 0 => eprintln!("copied {done} of {} messages", self.total),
+            None => eprintln!("read {done} rows"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
