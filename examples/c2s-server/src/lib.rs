@@ -33,13 +33,35 @@
 //! available, or routed live to it. While the stored messages are delivered, the live
 //! messages that reach the session wait in it and are written after the last stored page:
 //! on the session that delivers, stored messages come first, in arrival order, then live
-//! ones in the order they came. A live message can overtake stored ones in two cases: on
-//! another session of the same user that became available meanwhile (only one session
-//! delivers), and when the store fails during delivery (what is left waits for the next
-//! login, and live messages flow at once).
+//! ones in the order they came. If the session ends first, what waited in it is routed
+//! again (to another session, or to storage), so it is not lost either.
+//!
+//! A live message can overtake stored ones:
+//! - on another session of the same user that became available meanwhile (only one session
+//!   delivers; it gets the live messages of its priority at once);
+//! - when it is sent to the full JID of a bound session: it goes to that session at once,
+//!   available or not, so before the stored messages if the session has not sent available
+//!   presence yet or has a negative priority;
+//! - when the store fails during delivery: what is left waits for the next login, and live
+//!   messages flow at once.
+//!
+//! A delivery that started goes on to the end even if its session then sends unavailable
+//! presence or a negative priority: messages to the bare JID sent meanwhile are stored, and
+//! delivered on that session as the delivery reaches them.
+//!
+//! # Limits
+//!
+//! A stanza may be `c2s_server.max_stanza_size` bytes and nest 256 levels (the module's
+//! highest `max_stanza_depth`); both are checked on the bytes before the parser builds the
+//! element, and a larger or deeper one ends the stream with `policy-violation`. A client
+//! must answer the server's pings, and read what it is sent, within `c2s_server.ping_timeout`.
+//! Live messages waiting behind a delivery, and each session's queue, are not bounded: a
+//! client that never confirms a page is disconnected after `ping_timeout`, which bounds them
+//! in time.
 
 mod auth;
 mod config;
+mod depth;
 mod router;
 mod session;
 mod tls;
@@ -58,6 +80,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 pub use config::{DEFAULT_CONFIG, ServerConfig};
+pub use tls::self_signed_files;
 
 use auth::Accounts;
 use router::Router;

@@ -1,11 +1,14 @@
 //! `c2s-server`: the example XMPP server, on the configuration given or the built-in one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use c2s_server::{DEFAULT_CONFIG, Server, ServerConfig};
+use c2s_server::{DEFAULT_CONFIG, Server, ServerConfig, self_signed_files};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+
+/// Where the self-signed certificate is kept when the configuration names none.
+const CERTIFICATE_DIR: &str = "data/c2s-server";
 
 /// An XMPP server (client connections, one node) with offline messages from offline-module.
 #[derive(Parser)]
@@ -32,13 +35,26 @@ async fn main() -> ExitCode {
         Some(path) => ServerConfig::from_file(path),
         None => ServerConfig::from_toml_str(DEFAULT_CONFIG),
     };
-    let config = match config {
+    let mut config = match config {
         Ok(config) => config,
         Err(error) => {
             eprintln!("c2s-server: configuration: {error}");
             return ExitCode::from(2);
         }
     };
+    if config.tls_files.is_none() {
+        // Made once and kept, so that clients accept it once.
+        let domains = config
+            .offline
+            .hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        match self_signed_files(Path::new(CERTIFICATE_DIR), domains) {
+            Ok(files) => config.tls_files = Some(files),
+            Err(error) => eprintln!("c2s-server: {error}; a new certificate at every start"),
+        }
+    }
     let server = match Server::bind(&config).await {
         Ok(server) => server,
         Err(error) => {
@@ -49,9 +65,10 @@ async fn main() -> ExitCode {
     let address = server
         .local_addr()
         .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
-    eprintln!(
-        "c2s-server: listening on {address} (STARTTLS offered: self-signed certificate unless configured)"
-    );
+    eprintln!("c2s-server: listening on {address} (STARTTLS offered)");
+    if let Some((certificate, _)) = &config.tls_files {
+        eprintln!("c2s-server: TLS certificate {}", certificate.display());
+    }
     for (jid, password) in &config.accounts {
         // The built-in accounts are documented; a configuration's passwords are not shown.
         match args.config {

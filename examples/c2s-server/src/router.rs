@@ -26,6 +26,14 @@ const REMOTE: StanzaError = StanzaError {
     text: "This server does not route to other domains.",
 };
 
+/// An iq to a session that ended before it could answer.
+const GONE: StanzaError = StanzaError {
+    code: "503",
+    kind: "cancel",
+    condition: "service-unavailable",
+    text: "The session ended.",
+};
+
 /// What a session is sent by the router.
 #[derive(Debug)]
 pub(crate) enum Outbound {
@@ -169,11 +177,12 @@ impl Router {
             user.resources.remove(resource);
         }
         if user.delivering == Some(session) {
-            // Another available session takes the delivery over.
+            // The available session of the highest priority takes the delivery over.
             let next = user
                 .resources
                 .values()
-                .find(|r| r.priority.is_some_and(|p| p >= 0))
+                .filter(|r| r.priority.is_some_and(|p| p >= 0))
+                .max_by_key(|r| r.priority)
                 .map(|r| (r.session, r.tx.clone()));
             user.delivering = next.as_ref().map(|(session, _)| *session);
             if let Some((_, tx)) = next {
@@ -215,8 +224,8 @@ impl Router {
     }
 
     /// Routes a message from a local session; replies to the sender go where they belong.
-    pub(crate) async fn message(&self, from: &FullJid, to: Jid, message: Element) {
-        let mut work = vec![(Jid::from(from.clone()), to, message)];
+    pub(crate) async fn message(&self, from: Jid, to: Jid, message: Element) {
+        let mut work = vec![(from, to, message)];
         while let Some((from, to, message)) = work.pop() {
             if let Some(reply) = self.route_message(&from, &to, message).await {
                 // Replies go back to the sender: a local session, or nowhere.
@@ -229,8 +238,10 @@ impl Router {
 
     /// Routes one message; returns a reply for its sender, if any.
     async fn route_message(&self, from: &Jid, to: &Jid, message: Element) -> Option<Element> {
+        // Never an error in reply to an error (RFC 6120 §8.3.1).
+        let error = message.attr("type") == Some("error");
         let Some(module) = self.modules.get(to.domain().as_str()) else {
-            return Some(error_reply(from, to, &message, &REMOTE));
+            return (!error).then(|| error_reply(from, to, &message, &REMOTE));
         };
         let Some(node) = to.node() else {
             // Messages to the server itself: nothing here answers them.
@@ -238,8 +249,7 @@ impl Router {
         };
         let bare = BareJid::from_parts(Some(node), to.domain());
         if !self.accounts.exists(&bare) {
-            return (message.attr("type") != Some("error"))
-                .then(|| user_not_found_reply(from, to, &message));
+            return (!error).then(|| user_not_found_reply(from, to, &message));
         }
         let user = self.user(&bare);
         let user = user.lock().await;
@@ -263,6 +273,24 @@ impl Router {
             Disposition::Dropped => None,
             Disposition::Refused(reply) => Some(reply),
             Disposition::NotHandled => Some(module.instrumentation().bounce(from, to, &message)),
+        }
+    }
+
+    /// Routes again what reached a session that ended before writing it: a message goes
+    /// where it would have gone without that session (another one, or offline storage); an
+    /// iq request gets its error reply.
+    pub(crate) async fn reroute(&self, stanza: Element) {
+        let address = |name: &str| stanza.attr(name).and_then(|a| a.parse::<Jid>().ok());
+        let (Some(from), Some(to)) = (address("from"), address("to")) else {
+            return;
+        };
+        match stanza.name() {
+            "message" => self.message(from, to, stanza).await,
+            "iq" if matches!(stanza.attr("type"), Some("get" | "set")) => {
+                let reply = error_reply(&from, &to, &stanza, &GONE);
+                let _ = self.iq(&from, reply).await;
+            }
+            _ => {}
         }
     }
 

@@ -19,7 +19,7 @@ use xmpp_parsers::sasl::{Auth, Mechanism};
 
 use crate::auth::{MECHANISMS, Refusal};
 use crate::router::{Availability, Outbound, Router};
-use crate::xml::{self, JABBER_CLIENT, Read, Reader, STREAMS, Writer};
+use crate::xml::{self, JABBER_CLIENT, Read, Reader, Writer};
 
 /// An attribute name.
 macro_rules! name {
@@ -55,6 +55,13 @@ const BAD_ADDRESS: StanzaError = StanzaError {
     condition: "jid-malformed",
     text: "The recipient's address is not a JID.",
 };
+/// An iq whose type is not one of RFC 6120's four.
+const BAD_IQ: StanzaError = StanzaError {
+    code: "400",
+    kind: "modify",
+    condition: "bad-request",
+    text: "An iq is of type get, set, result or error.",
+};
 /// A resource that is not a valid resourcepart.
 const BAD_RESOURCE: StanzaError = StanzaError {
     code: "400",
@@ -88,8 +95,20 @@ pub(crate) async fn serve(router: Arc<Router>, tls: TlsAcceptor, socket: TcpStre
         held: Vec::new(),
         pings: 0,
     };
-    let result = session.run(login.reader, login.rx).await;
+    let mut rx = login.rx;
+    let result = session.run(login.reader, &mut rx).await;
     router.unbind(&jid, id).await;
+    // Unbound, the session gets nothing more: what reached it and was not written goes
+    // where it would have gone without it.
+    let mut left = std::mem::take(&mut session.held);
+    while let Ok(outbound) = rx.try_recv() {
+        if let Outbound::Stanza(stanza) = outbound {
+            left.push(stanza);
+        }
+    }
+    for stanza in left {
+        router.reroute(stanza).await;
+    }
     match result {
         Ok(()) => {
             let _ = session.writer.close().await;
@@ -117,7 +136,8 @@ async fn negotiate(
     let mut transport: xml::Boxed = Box::new(socket);
     let mut encrypted = false;
     'transport: loop {
-        let (mut read, mut writer) = xml::split(transport, router.max_stanza_size());
+        let (mut read, mut writer) =
+            xml::split(transport, router.max_stanza_size(), router.ping_timeout());
         let mut account: Option<BareJid> = None;
         let mut failures = 0;
         loop {
@@ -142,11 +162,11 @@ async fn negotiate(
                         .await?;
                     return Ok(None);
                 }
-                writer.send(&bind_features()).await?;
+                writer.features(&bind_features()).await?;
                 return bind(router, account, reader, writer).await;
             }
             let offer_tls = !encrypted;
-            writer.send(&login_features(offer_tls)).await?;
+            writer.features(&login_features(offer_tls)).await?;
             loop {
                 let element = match xml::next(&mut reader).await {
                     Read::Element(element) => element,
@@ -212,35 +232,34 @@ fn login(router: &Router, domain: &str, element: Element) -> Result<BareJid, Ref
         Err(_) => return Err(Refusal::InvalidMechanism),
     };
     match auth.mechanism {
-        Mechanism::Plain => router.accounts().login(domain, "PLAIN", &auth.data),
+        Mechanism::Plain => router.accounts().plain(domain, &auth.data),
         _ => Err(Refusal::InvalidMechanism),
     }
 }
 
 /// The features before login: STARTTLS when offered, and the SASL mechanisms.
-fn login_features(offer_tls: bool) -> Element {
-    let mut features = Element::builder("features", STREAMS);
+fn login_features(offer_tls: bool) -> Vec<Element> {
+    let mut features = Vec::new();
     if offer_tls {
-        features = features.append(Element::bare("starttls", NS_TLS));
+        features.push(Element::bare("starttls", NS_TLS));
     }
     let mut mechanisms = Element::builder("mechanisms", NS_SASL);
     for name in MECHANISMS {
         mechanisms = mechanisms.append(Element::builder("mechanism", NS_SASL).append(name).build());
     }
-    features.append(mechanisms.build()).build()
+    features.push(mechanisms.build());
+    features
 }
 
 /// The features after login: resource binding, and the session RFC 3921 clients ask for
 /// (optional, as RFC 6121 left it).
-fn bind_features() -> Element {
-    Element::builder("features", STREAMS)
-        .append(Element::bare("bind", NS_BIND))
-        .append(
-            Element::builder("session", NS_SESSION)
-                .append(Element::bare("optional", NS_SESSION))
-                .build(),
-        )
-        .build()
+fn bind_features() -> Vec<Element> {
+    vec![
+        Element::bare("bind", NS_BIND),
+        Element::builder("session", NS_SESSION)
+            .append(Element::bare("optional", NS_SESSION))
+            .build(),
+    ]
 }
 
 /// Waits for the client to bind a resource.
@@ -331,7 +350,7 @@ impl Session<'_> {
     async fn run(
         &mut self,
         mut reader: Reader,
-        mut rx: mpsc::UnboundedReceiver<Outbound>,
+        rx: &mut mpsc::UnboundedReceiver<Outbound>,
     ) -> io::Result<()> {
         // Reading up to the next element is cancel-safe: the parser keeps its state.
         loop {
@@ -401,7 +420,7 @@ impl Session<'_> {
                 }
             },
         };
-        self.router.message(&self.jid, to, message).await;
+        self.router.message(self.me(), to, message).await;
         Ok(())
     }
 
@@ -449,11 +468,14 @@ impl Session<'_> {
                 return self.writer.send(&reply).await;
             }
         };
-        let for_server = to.as_ref().is_none_or(|to| {
-            to.node().is_none() && to.domain() == self.jid.domain()
-                || to.to_bare() == self.jid.to_bare()
+        // The server's (its domain) or the account's (no `to`, or the bare JID); a full JID
+        // is a session's.
+        let here = to.as_ref().is_none_or(|to| {
+            to.resource().is_none()
+                && (to.node().is_none() && to.domain() == self.jid.domain()
+                    || to.to_bare() == self.jid.to_bare())
         });
-        if !for_server {
+        if !here {
             let Some(to) = to else { return Ok(()) };
             if let Err(iq) = self.router.iq(&to, iq).await
                 && (kind == "get" || kind == "set")
@@ -463,49 +485,69 @@ impl Session<'_> {
             }
             return Ok(());
         }
-        if kind != "get" && kind != "set" {
+        // Answered as if by the account when it has no `to` (RFC 6120 §10.3.3).
+        let target = to.clone().unwrap_or_else(|| Jid::from(self.jid.to_bare()));
+        match kind.as_str() {
+            "get" | "set" => {}
             // An answer to one of the server's pings.
-            return self.confirmed(iq.attr("id").unwrap_or_default()).await;
+            "result" | "error" => return self.confirmed(iq.attr("id").unwrap_or_default()).await,
+            _ => {
+                let reply = error_reply(&self.me(), &target, &iq, &BAD_IQ);
+                return self.writer.send(&reply).await;
+            }
         }
-        let server = to.clone().unwrap_or_else(|| self.server());
+        let account = target.node().is_some();
         let payload = iq.children().next();
         let answer = match payload {
             Some(p) if p.is("ping", NS_PING) => Some(None),
             Some(p) if p.is("session", NS_SESSION) => Some(None),
-            Some(p) if p.is("query", NS_ROSTER) && kind == "get" => {
+            Some(p) if p.is("query", NS_ROSTER) && kind == "get" && account => {
                 Some(Some(Element::bare("query", NS_ROSTER)))
             }
-            Some(p) if p.is("query", NS_DISCO_INFO) && kind == "get" && server.node().is_none() => {
-                Some(Some(self.disco_info(p.attr("node").unwrap_or_default())))
-            }
+            Some(p) if p.is("query", NS_DISCO_INFO) && kind == "get" => Some(Some(
+                self.disco_info(p.attr("node").unwrap_or_default(), account),
+            )),
             _ => None,
         };
         let reply = match answer {
-            Some(payload) => iq_result(&iq, Some(&server), payload),
-            None => error_reply(&self.me(), &server, &iq, &IQ_UNSUPPORTED),
+            Some(payload) => iq_result(&iq, to.as_ref(), payload),
+            None => error_reply(&self.me(), &target, &iq, &IQ_UNSUPPORTED),
         };
         self.writer.send(&reply).await
     }
 
-    /// The server's `disco#info` at `node`: an IM server answering pings, with `mod_offline`'s
-    /// features (`msgoffline`).
-    fn disco_info(&self, node: &str) -> Element {
+    /// `disco#info` at `node` of the server (an IM server answering pings), or of the
+    /// client's own account (a registered account), with `mod_offline`'s features
+    /// (`msgoffline`).
+    fn disco_info(&self, node: &str, account: bool) -> Element {
         let mut query = Element::builder("query", NS_DISCO_INFO);
         if !node.is_empty() {
             query = query.attr(name!("node"), node);
         }
         let mut features: Vec<&str> = Vec::new();
         if node.is_empty() {
+            let (category, kind) = if account {
+                ("account", "registered")
+            } else {
+                ("server", "im")
+            };
             query = query.append(
                 Element::builder("identity", NS_DISCO_INFO)
-                    .attr(name!("category"), "server")
-                    .attr(name!("type"), "im")
-                    .attr(name!("name"), "c2s-server")
+                    .attr(name!("category"), category)
+                    .attr(name!("type"), kind)
                     .build(),
             );
-            features.extend([NS_DISCO_INFO, NS_PING]);
+            features.push(NS_DISCO_INFO);
+            if !account {
+                features.push(NS_PING);
+            }
         }
-        features.extend(self.module.disco_local_features(node));
+        if account {
+            // The account asking about itself is subscribed to its own presence.
+            features.extend(self.module.disco_sm_features(node, true));
+        } else {
+            features.extend(self.module.disco_local_features(node));
+        }
         features.sort_unstable();
         for feature in features {
             query = query.append(

@@ -1,6 +1,6 @@
 //! The TLS side of STARTTLS: a certificate from PEM files, or a self-signed one made at start.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
@@ -27,10 +27,33 @@ pub(crate) fn from_files(certificate: &Path, key: &Path) -> Result<TlsAcceptor, 
 
 /// An acceptor with a self-signed certificate naming `domains`.
 pub(crate) fn self_signed(domains: Vec<String>) -> Result<TlsAcceptor, Error> {
-    let made = rcgen::generate_simple_self_signed(domains)
-        .map_err(|e| Error::Tls(format!("making a self-signed certificate: {e}")))?;
+    let made = make_self_signed(domains)?;
     let key = PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
     acceptor(vec![made.cert.der().clone()], key.into())
+}
+
+/// The certificate and key files in `dir` (`certificate.pem`, `private-key.pem`), made
+/// self-signed for `domains` if they are not there yet: a certificate that stays the same
+/// from one start to the next, so that a client accepts it once.
+pub fn self_signed_files(dir: &Path, domains: Vec<String>) -> Result<(PathBuf, PathBuf), Error> {
+    let (certificate, key) = (dir.join("certificate.pem"), dir.join("private-key.pem"));
+    if certificate.exists() && key.exists() {
+        return Ok((certificate, key));
+    }
+    let made = make_self_signed(domains)?;
+    let write = |path: &Path, text: String| {
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(path, text))
+            .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))
+    };
+    write(&key, made.signing_key.serialize_pem())?;
+    write(&certificate, made.cert.pem())?;
+    Ok((certificate, key))
+}
+
+fn make_self_signed(domains: Vec<String>) -> Result<rcgen::CertifiedKey<rcgen::KeyPair>, Error> {
+    rcgen::generate_simple_self_signed(domains)
+        .map_err(|e| Error::Tls(format!("making a self-signed certificate: {e}")))
 }
 
 fn acceptor(
@@ -62,6 +85,17 @@ mod tests {
         std::fs::write(&certificate, made.cert.pem()).unwrap();
         std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
         assert!(from_files(&certificate, &key).is_ok());
+    }
+
+    #[test]
+    fn a_self_signed_certificate_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("tls");
+        let (certificate, key) = self_signed_files(&kept, vec!["localhost".into()]).unwrap();
+        let first = std::fs::read(&certificate).unwrap();
+        assert!(from_files(&certificate, &key).is_ok());
+        let (again, _) = self_signed_files(&kept, vec!["localhost".into()]).unwrap();
+        assert_eq!(std::fs::read(again).unwrap(), first);
     }
 
     #[test]

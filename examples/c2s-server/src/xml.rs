@@ -1,18 +1,21 @@
 //! The connection's two halves: elements read through tokio-xmpp's responder-side XML stream,
 //! and text written by the server itself.
 //!
-//! tokio-xmpp parses: [`accept_stream`] reads the client's stream header and the elements
-//! that follow. The server writes its own stream header, features and stanzas, because
+//! tokio-xmpp parses: [`xmlstream::accept_stream`] reads the client's stream header and the
+//! elements that follow. Before it sees the bytes, the reading half checks a stanza's size
+//! and how deeply it nests ([`Depth`]). The server writes its own stream header, features and stanzas, because
 //! `xmpp-parsers` 0.23 writes an empty `<mechanisms/>` into the features sent after
 //! authentication, which RFC 6120 forbids and some clients reject. The reading half therefore
 //! discards whatever tokio-xmpp would write.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::depth::Depth;
 use futures_util::StreamExt;
 use offline_module::minidom::Element;
 use tokio::io::{
@@ -37,21 +40,30 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
 /// A connection's transport, plain or encrypted.
 pub(crate) type Boxed = Box<dyn Transport>;
 
+/// How deeply a stanza may nest, the stanza being level 1: the module's own limit at its
+/// highest. The element tree is built recursively, so deeper stanzas end the stream.
+const MAX_STANZA_DEPTH: usize = offline_module::stanza::MAX_DEPTH_LIMIT;
+
 /// The reading half, buffered, as tokio-xmpp's XML stream takes it (writes are discarded).
-/// It counts the bytes read since the last element ended, and fails the read past the
-/// largest stanza the server takes.
+/// It counts the bytes read since the last element ended and how deeply the bytes nest, and
+/// fails the read past the largest or deepest stanza the server takes, before the parser
+/// sees the bytes.
 pub(crate) struct ReadSide {
     inner: BufReader<ReadHalf<Boxed>>,
     /// Bytes read since the last element (or the stream header) ended.
     read: Cell<usize>,
     /// `c2s_server.max_stanza_size`.
     limit: usize,
+    /// The nesting of the bytes handed to the parser.
+    depth: Depth,
+    /// How many bytes at the start of the buffer were already scanned for depth.
+    scanned: usize,
 }
 
-/// A stanza larger than `c2s_server.max_stanza_size`.
+/// A stanza over one of the server's limits.
 #[derive(Debug, thiserror::Error)]
-#[error("a stanza larger than {0} bytes (c2s_server.max_stanza_size)")]
-pub(crate) struct TooLarge(usize);
+#[error("{0}")]
+pub(crate) struct OverLimit(String);
 
 /// The elements the client sends.
 pub(crate) type Reader = XmlStream<ReadSide, Element>;
@@ -59,26 +71,29 @@ pub(crate) type Reader = XmlStream<ReadSide, Element>;
 /// The writing half.
 pub(crate) struct Writer {
     inner: BufWriter<WriteHalf<Boxed>>,
+    /// How long a write may wait for the client to read.
+    patience: Duration,
     /// Whether the stream footer was written.
     closed: bool,
 }
 
 /// Splits a transport into its reading side, which takes stanzas up to `limit` bytes, and
-/// its writing side.
-pub(crate) fn split(transport: Boxed, limit: usize) -> (ReadSide, Writer) {
+/// its writing side, whose writes fail when the client reads nothing for `patience`.
+pub(crate) fn split(transport: Boxed, limit: usize, patience: Duration) -> (ReadSide, Writer) {
     let (read, write) = tokio::io::split(transport);
     let read = ReadSide {
         inner: BufReader::new(read),
         read: Cell::new(0),
         limit,
+        depth: Depth::default(),
+        scanned: 0,
     };
-    (
-        read,
-        Writer {
-            inner: BufWriter::new(write),
-            closed: false,
-        },
-    )
+    let writer = Writer {
+        inner: BufWriter::new(write),
+        patience,
+        closed: false,
+    };
+    (read, writer)
 }
 
 /// Joins the two sides again, to start TLS on the transport. Fails if the client sent
@@ -117,6 +132,8 @@ pub(crate) async fn accept(
         }
     }
     read.read.set(0);
+    read.depth = Depth::default();
+    read.scanned = 0;
     let mut accepted = xmlstream::accept_stream(read, JABBER_CLIENT, timeouts).await?;
     let to = accepted.take_header().to.map(|to| to.into_owned());
     // What tokio-xmpp writes here is discarded: the server writes its own (see above).
@@ -138,8 +155,8 @@ pub(crate) enum Read {
     Closed,
     /// The client sent what is not XML, or an element that cannot be read.
     Malformed(String),
-    /// The client sent a stanza larger than the server takes.
-    TooLarge(String),
+    /// The client sent a stanza larger or deeper than the server takes.
+    OverLimit(String),
 }
 
 /// Reads the client's next element.
@@ -149,9 +166,9 @@ pub(crate) async fn next(reader: &mut Reader) -> Read {
     match read {
         Some(Ok(element)) => Read::Element(element),
         Some(Err(ReadError::HardError(e)))
-            if e.get_ref().is_some_and(|inner| inner.is::<TooLarge>()) =>
+            if e.get_ref().is_some_and(|inner| inner.is::<OverLimit>()) =>
         {
-            Read::TooLarge(e.to_string())
+            Read::OverLimit(e.to_string())
         }
         Some(Err(ReadError::SoftTimeout)) => Read::Silent,
         Some(Err(ReadError::ParseError(e))) => Read::Malformed(e.to_string()),
@@ -176,14 +193,24 @@ impl Writer {
             "<?xml version='1.0'?><stream:stream xmlns='{JABBER_CLIENT}' \
              xmlns:stream='{STREAMS}' id='{id}' from='{domain}' version='1.0' xml:lang='en'>"
         );
-        self.inner.write_all(text.as_bytes()).await?;
-        self.inner.flush().await
+        self.text(&text).await?;
+        self.flush().await
+    }
+
+    /// Writes the stream's features: `children` inside `<stream:features/>`, and flushes.
+    pub(crate) async fn features(&mut self, children: &[Element]) -> io::Result<()> {
+        self.text("<stream:features>").await?;
+        for child in children {
+            self.write(child).await?;
+        }
+        self.text("</stream:features>").await?;
+        self.flush().await
     }
 
     /// Writes an element and flushes.
     pub(crate) async fn send(&mut self, element: &Element) -> io::Result<()> {
         self.write(element).await?;
-        self.inner.flush().await
+        self.flush().await
     }
 
     /// Writes an element without flushing, to send several at once.
@@ -192,12 +219,34 @@ impl Writer {
         element
             .write_to(&mut bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        self.inner.write_all(&bytes).await
+        self.patiently(|inner| inner.write_all(&bytes)).await
     }
 
     /// Flushes what was written.
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush().await
+        self.patiently(BufWriter::flush).await
+    }
+
+    async fn text(&mut self, text: &str) -> io::Result<()> {
+        self.patiently(|inner| inner.write_all(text.as_bytes()))
+            .await
+    }
+
+    /// Runs a write that fails once the client has read nothing for the writer's patience.
+    async fn patiently<'a, F>(
+        &'a mut self,
+        write: impl FnOnce(&'a mut BufWriter<WriteHalf<Boxed>>) -> F,
+    ) -> io::Result<()>
+    where
+        F: Future<Output = io::Result<()>> + 'a,
+    {
+        match tokio::time::timeout(self.patience, write(&mut self.inner)).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing in time",
+            )),
+        }
     }
 
     /// Writes a stream error with `condition` and closes the stream.
@@ -220,7 +269,7 @@ impl Writer {
                     .await
             }
             Read::Malformed(reason) => self.stream_error("not-well-formed", &reason).await,
-            Read::TooLarge(reason) => self.stream_error("policy-violation", &reason).await,
+            Read::OverLimit(reason) => self.stream_error("policy-violation", &reason).await,
         }
     }
 
@@ -229,9 +278,9 @@ impl Writer {
         if std::mem::replace(&mut self.closed, true) {
             return Ok(());
         }
-        self.inner.write_all(b"</stream:stream>").await?;
-        self.inner.flush().await?;
-        self.inner.shutdown().await
+        self.text("</stream:stream>").await?;
+        self.flush().await?;
+        self.patiently(BufWriter::shutdown).await
     }
 }
 
@@ -274,13 +323,31 @@ impl AsyncBufRead for ReadSide {
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
         let this = self.get_mut();
         if this.read.get() > this.limit {
-            return Poll::Ready(Err(io::Error::other(TooLarge(this.limit))));
+            let reason = format!(
+                "a stanza larger than {} bytes (c2s_server.max_stanza_size)",
+                this.limit
+            );
+            return Poll::Ready(Err(io::Error::other(OverLimit(reason))));
         }
-        Pin::new(&mut this.inner).poll_fill_buf(cx)
+        let buffered = match Pin::new(&mut this.inner).poll_fill_buf(cx) {
+            Poll::Ready(Ok(buffered)) => buffered,
+            other => return other,
+        };
+        let fresh = buffered.get(this.scanned..).unwrap_or_default();
+        if !fresh.is_empty() {
+            this.scanned = buffered.len();
+            // The stream element is level 1.
+            if this.depth.scan(fresh) > MAX_STANZA_DEPTH + 1 {
+                let reason = format!("a stanza nested deeper than {MAX_STANZA_DEPTH} levels");
+                return Poll::Ready(Err(io::Error::other(OverLimit(reason))));
+            }
+        }
+        Poll::Ready(Ok(buffered))
     }
 
     fn consume(mut self: Pin<&mut Self>, amt: usize) {
         self.read.set(self.read.get().saturating_add(amt));
+        self.scanned = self.scanned.saturating_sub(amt);
         Pin::new(&mut self.inner).consume(amt);
     }
 }

@@ -1,12 +1,12 @@
-//! Stream negotiation byte by byte, where client libraries hide what matters: the features
-//! after login, whitespace between a login and the stream restart, oversized stanzas.
+//! Streams byte by byte, where client libraries hide what matters: the features after login,
+//! whitespace between a login and the stream restart, oversized and deeply nested stanzas,
+//! clients that never answer, iq routing between a user's sessions.
 
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use c2s_server::{Server, ServerConfig};
 use offline_module::OfflineModule;
@@ -19,6 +19,8 @@ const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' 
 
 /// `\0alice\0alice-pw` in base64.
 const ALICE_PLAIN: &str = "AGFsaWNlAGFsaWNlLXB3";
+/// `\0bob\0bob-pw` in base64.
+const BOB_PLAIN: &str = "AGJvYgBib2ItcHc=";
 
 async fn server() -> std::net::SocketAddr {
     server_and_module().await.0
@@ -37,6 +39,7 @@ async fn server_and_module() -> (std::net::SocketAddr, Arc<OfflineModule>) {
           ping_timeout = 1
         [c2s_server.accounts]
           "alice@localhost" = "alice-pw"
+          "bob@localhost" = "bob-pw"
         "#,
     )
     .unwrap();
@@ -57,22 +60,25 @@ async fn open(address: std::net::SocketAddr) -> (TcpStream, String) {
 
 /// Logs alice in as `desk`, up to the bound session.
 async fn login(address: std::net::SocketAddr) -> TcpStream {
+    login_as(address, ALICE_PLAIN, "desk").await
+}
+
+/// Logs in with a PLAIN response and binds `resource`.
+async fn login_as(address: std::net::SocketAddr, plain: &str, resource: &str) -> TcpStream {
     let (mut socket, _) = open(address).await;
-    let auth = format!(
-        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{ALICE_PLAIN}</auth>"
-    );
+    let auth =
+        format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>");
     socket.write_all(auth.as_bytes()).await.unwrap();
     read_until(&mut socket, "success").await;
     socket.write_all(HEADER.as_bytes()).await.unwrap();
     read_until(&mut socket, "</stream:features>").await;
-    socket
-        .write_all(
-            b"<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
-              <resource>desk</resource></bind></iq>",
-        )
-        .await
-        .unwrap();
-    read_until(&mut socket, "</iq>").await;
+    let bind = format!(
+        "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+         <resource>{resource}</resource></bind></iq>"
+    );
+    socket.write_all(bind.as_bytes()).await.unwrap();
+    let bound = read_until(&mut socket, "</iq>").await;
+    assert!(bound.contains(&format!("/{resource}</jid>")), "{bound}");
     socket
 }
 
@@ -121,7 +127,7 @@ async fn features_after_login_offer_binding_and_no_mechanisms_despite_whitespace
 }
 
 #[tokio::test]
-async fn a_wrong_password_gets_not_authorized() {
+async fn a_wrong_password_or_mechanism_is_refused() {
     let (mut socket, _) = open(server().await).await;
     // `\0alice\0wrong`.
     socket
@@ -133,6 +139,12 @@ async fn a_wrong_password_gets_not_authorized() {
         .unwrap();
     let failure = read_until(&mut socket, "</failure>").await;
     assert!(failure.contains("<not-authorized"), "{failure}");
+    socket
+        .write_all(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='DIGEST-MD5'/>")
+        .await
+        .unwrap();
+    let failure = read_until(&mut socket, "</failure>").await;
+    assert!(failure.contains("<invalid-mechanism"), "{failure}");
 }
 
 #[tokio::test]
@@ -185,5 +197,118 @@ async fn a_client_that_never_confirms_a_delivery_is_disconnected_and_loses_nothi
         module.personal_data(&alice).await.unwrap().len(),
         1,
         "an unconfirmed page was removed"
+    );
+}
+
+#[tokio::test]
+async fn deep_nesting_ends_the_stream_before_it_is_parsed_and_the_server_lives_on() {
+    let (address, module) = server_and_module().await;
+    // Before login: a small stanza, nested far deeper than any stanza may be.
+    let (mut socket, _) = open(address).await;
+    let _ = socket.write_all("<a>".repeat(2000).as_bytes()).await;
+    let reply = read_until(&mut socket, "</stream:stream>").await;
+    assert!(reply.contains("policy-violation"), "{reply}");
+    assert!(reply.contains("nested deeper"), "{reply}");
+    // After login: a message one level deeper than the limit; one within it is handled
+    // (mod_offline refuses it as too deep for storage, with an error reply).
+    let mut alice = login(address).await;
+    let nested = |levels: usize| {
+        format!(
+            "<message to='bob@localhost' type='chat' id='deep'>{}{}</message>",
+            "<x xmlns='urn:example'>".repeat(levels),
+            "</x>".repeat(levels)
+        )
+    };
+    alice.write_all(nested(100).as_bytes()).await.unwrap();
+    let refused = read_until(&mut alice, "</message>").await;
+    assert!(refused.contains("not-acceptable"), "{refused}");
+    alice.write_all(nested(300).as_bytes()).await.unwrap();
+    let reply = read_until(&mut alice, "</stream:stream>").await;
+    assert!(reply.contains("policy-violation"), "{reply}");
+    let bob = Jid::new("bob@localhost").unwrap();
+    assert!(module.personal_data(&bob).await.unwrap().is_empty());
+    // The server still serves.
+    let (_, features) = open(address).await;
+    assert!(features.contains("PLAIN"), "{features}");
+}
+
+#[tokio::test]
+async fn a_live_message_held_during_delivery_is_stored_when_the_session_drops() {
+    let (address, module) = server_and_module().await;
+    let alice = Jid::new("alice@localhost").unwrap();
+    let bob = Jid::new("bob@localhost/phone").unwrap();
+    let stored = "<message xmlns='jabber:client' type='chat' id='s1'><body>stored</body></message>"
+        .parse()
+        .unwrap();
+    let _ = module.offline_message(&bob, &alice, &stored).await;
+    // Alice becomes available; the stored page is written and its ping is not answered yet.
+    let mut desk = login(address).await;
+    desk.write_all(b"<presence/>").await.unwrap();
+    let page = read_until(&mut desk, "urn:xmpp:ping").await;
+    assert!(page.contains("<body>stored</body>"), "{page}");
+    // Bob's live message reaches alice's session, which holds it behind the stored ones.
+    let mut phone = login_as(address, BOB_PLAIN, "phone").await;
+    phone
+        .write_all(b"<message to='alice@localhost' type='chat' id='l1'><body>live</body></message>")
+        .await
+        .unwrap();
+    phone
+        .write_all(b"<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await
+        .unwrap();
+    read_until(&mut phone, "p1").await;
+    // Alice's connection drops: nothing was confirmed, nothing is lost.
+    drop(desk);
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held = module.personal_data(&alice).await.unwrap();
+        if held.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let packets: Vec<&str> = held.iter().map(|row| row.packet.as_str()).collect();
+    assert_eq!(packets.len(), 2, "{packets:?}");
+    assert!(
+        packets[0].contains("stored") && packets[1].contains("live"),
+        "{packets:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_iq_to_another_session_of_the_same_user_reaches_it() {
+    let address = server().await;
+    let mut desk = login(address).await;
+    let mut phone = login_as(address, ALICE_PLAIN, "phone").await;
+    desk.write_all(
+        b"<iq type='get' id='d1' to='alice@localhost/phone'>\
+          <query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+    )
+    .await
+    .unwrap();
+    let request = read_until(&mut phone, "</iq>").await;
+    assert!(
+        request.contains("id=\"d1\"") || request.contains("id='d1'"),
+        "{request}"
+    );
+    assert!(request.contains("alice@localhost/desk"), "{request}");
+}
+
+#[tokio::test]
+async fn an_error_message_to_another_domain_gets_no_reply() {
+    let address = server().await;
+    let mut desk = login(address).await;
+    desk.write_all(
+        b"<message to='someone@elsewhere.example' type='error' id='e1'>\
+          <error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>\
+          </message><message to='someone@elsewhere.example' type='chat' id='c1'><body>hi</body></message>",
+    )
+    .await
+    .unwrap();
+    let replies = read_until(&mut desk, "id=\"c1\"").await;
+    assert!(replies.contains("remote-server-not-found"), "{replies}");
+    assert!(
+        !replies.contains("e1"),
+        "an error answered an error: {replies}"
     );
 }
