@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use offline_module::offline_core::{Domain, OfflineBackend};
-use offline_module::{ModuleError, OfflineConfig, OfflineModule, StorageConfig, open_backend};
+use offline_module::{
+    ModuleError, OfflineConfig, OfflineModule, RocksDbSettings, StorageConfig, open_backend,
+};
 
 use crate::error::CliError;
 
@@ -58,7 +60,14 @@ impl Target {
             why,
         };
         let Some(config) = &self.config else {
-            let store = open_backend(&StorageConfig::RocksDb(Default::default())).await?;
+            let settings = RocksDbSettings::default();
+            if !settings.path.exists() {
+                return Err(CliError::Usage(format!(
+                    "no configuration ({DEFAULT_CONFIG} or --config) and no store under ./{}",
+                    settings.path.display()
+                )));
+            }
+            let store = open_backend(&StorageConfig::RocksDb(settings)).await?;
             let held = store.list_users(Some(domain), None, 1).await?;
             if held.is_empty() {
                 return Err(unknown(format!(

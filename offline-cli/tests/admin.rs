@@ -256,6 +256,12 @@ fn admin_commands_on_rocksdb() {
 #[test]
 fn without_a_configuration_the_embedded_store_under_data_is_used() {
     let dir = tempfile::tempdir().unwrap();
+    fails(
+        offlinectl(dir.path(), &["count", "alice@localhost"]),
+        2,
+        "no store under",
+    );
+    assert!(!dir.path().join("data").exists(), "an empty store was made");
     runtime().block_on(async {
         let storage = offline_module::StorageConfig::RocksDb(offline_module::RocksDbSettings {
             path: dir.path().join("data/offline"),

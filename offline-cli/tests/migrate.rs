@@ -15,6 +15,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use offline_diesel::DatabaseKind;
+use offline_diesel::import::mongooseim_schema;
 use offline_module::offline_core::{NewMessage, OfflineBackend, Quota, UserKey};
 use offline_module::{OfflineConfig, open_backend};
 
@@ -106,9 +108,14 @@ fn migrate_killed(dir: &Path, from: &str, to: &str) -> bool {
 }
 
 fn migrate(dir: &Path, from: &str, to: &str) -> String {
+    offlinectl_ok(dir, &["migrate", "--from", from, "--to", to])
+}
+
+/// Runs offlinectl in `dir`; asserts it succeeded and returns its stdout.
+fn offlinectl_ok(dir: &Path, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_offlinectl"))
         .current_dir(dir)
-        .args(["migrate", "--from", from, "--to", to])
+        .args(args)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -137,14 +144,94 @@ impl Drop for Database {
     }
 }
 
+impl Database {
+    /// Creates a database of the test's own next to the one `url` names.
+    fn create(runtime: &tokio::runtime::Runtime, url: &str) -> (Self, String) {
+        let name = format!("offline_migrate_{:08x}", fastrand::u32(..));
+        runtime.block_on(async {
+            let mut admin = AsyncPgConnection::establish(url).await.unwrap();
+            admin
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+        });
+        let (base, _) = url.rsplit_once('/').unwrap();
+        let db_url = format!("{base}/{name}");
+        let database = Self {
+            admin_url: url.to_owned(),
+            name,
+        };
+        (database, db_url)
+    }
+}
+
+#[test]
+fn mongooseim_table_imported_twice_stores_every_row_once() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let runtime = runtime();
+    let (_database, db_url) = Database::create(&runtime, &url);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target.toml");
+    std::fs::write(
+        &target,
+        format!(
+            "[general]\nhosts = [\"migrate.example\"]\n[modules.mod_offline]\n\
+             backend = \"rocksdb\"\n[modules.mod_offline.rocksdb]\npath = {:?}\n",
+            dir.path().join("store").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let future = now() + 30 * DAY;
+    runtime.block_on(async {
+        let mut mongooseim = AsyncPgConnection::establish(&db_url).await.unwrap();
+        let ddl = mongooseim_schema(DatabaseKind::Postgres, "offline_message").unwrap();
+        mongooseim.batch_execute(&ddl).await.unwrap();
+        mongooseim
+            .batch_execute(&format!(
+                "INSERT INTO offline_message (timestamp, expire, server, username, from_jid, packet)
+                 VALUES ({t}, NULL, 'migrate.example', 'user000', 'romeo@example.net/r',
+                         '<message><body>one</body></message>'),
+                        ({t}, {future}, 'migrate.example', 'user000', 'romeo@example.net/r',
+                         '<message><body>two</body></message>'),
+                        ({t}, NULL, 'migrate.example', 'user001', 'romeo@example.net/r',
+                         '<message><body>three</body></message>')",
+                t = now() - DAY
+            ))
+            .await
+            .unwrap();
+    });
+    let import = || {
+        let args = [
+            "migrate",
+            "--from-mongooseim",
+            &db_url,
+            "--to",
+            "target.toml",
+        ];
+        offlinectl_ok(dir.path(), &args)
+    };
+    assert!(import().contains("3 rows read up to id 3: 3 stored, 0 already there"));
+    assert!(import().contains("3 rows read up to id 3: 0 stored, 3 already there"));
+    runtime.block_on(async {
+        let store = store(&target).await;
+        let held = queues(store.as_ref()).await;
+        let bodies: Vec<&str> = held.values().flatten().map(|m| m.4.as_str()).collect();
+        assert_eq!(bodies.len(), 3, "{bodies:?}");
+        assert!(
+            bodies[0].contains("one") && bodies[1].contains("two") && bodies[2].contains("three")
+        );
+    });
+}
+
 #[test]
 fn rocksdb_to_postgres_and_back_killed_part_way_and_run_again() {
     let Some(url) = common::postgres_url() else {
         return;
     };
-    let database = format!("offline_migrate_{:08x}", fastrand::u32(..));
-    let (base, _) = url.rsplit_once('/').unwrap();
-    let db_url = format!("{base}/{database}");
+    let runtime = runtime();
+    let (_database, db_url) = Database::create(&runtime, &url);
     let dir = tempfile::tempdir().unwrap();
     let config = |name: &str, section: String| {
         let text =
@@ -165,18 +252,6 @@ fn rocksdb_to_postgres_and_back_killed_part_way_and_run_again() {
     );
     config("memory.toml", "backend = \"memory\"\n".into());
 
-    let runtime = runtime();
-    runtime.block_on(async {
-        let mut admin = AsyncPgConnection::establish(&url).await.unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {database}"))
-            .await
-            .unwrap();
-    });
-    let _database = Database {
-        admin_url: url.clone(),
-        name: database.clone(),
-    };
     runtime.block_on(async {
         // The first store: messages with and without dedupe keys, expiring later or never,
         // with opaque fields, unicode and SQL metacharacters.
@@ -275,10 +350,5 @@ fn rocksdb_to_postgres_and_back_killed_part_way_and_run_again() {
             expected,
             "PostgreSQL to RocksDB"
         );
-        let mut admin = AsyncPgConnection::establish(&url).await.unwrap();
-        admin
-            .batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)"))
-            .await
-            .unwrap();
     });
 }
