@@ -73,3 +73,8 @@ pub use offline_core;
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+/// Compiles and runs the configuration chapter's Rust examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/configuration.md")]
+struct ConfigurationDoctests;
