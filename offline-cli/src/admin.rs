@@ -13,6 +13,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::clock::now;
 use crate::error::CliError;
+use crate::output::{note, say};
 use crate::target::Target;
 
 /// Where the commands find their store.
@@ -169,16 +170,31 @@ pub(crate) async fn list(args: ListArgs) -> Result<(), CliError> {
         .await?;
     print_messages(&page, args.json)?;
     if let Some(last) = page.last().filter(|_| !args.json && page.len() == limit) {
-        eprintln!("more may follow: --after {}", last.seq);
+        note(format!("more may follow: --after {}", last.seq));
     }
     Ok(())
 }
 
-/// `offlinectl pop`.
+/// `offlinectl pop`: the unexpired messages printed, then everything that was held removed
+/// (the expired ones silently); if the output cannot be written, nothing is removed, and what
+/// arrived meanwhile stays.
 pub(crate) async fn pop(args: UserArgs) -> Result<(), CliError> {
     let opened = open(&args.at, &args.jid.key.domain()).await?;
-    let popped = opened.store.pop_messages(&args.jid.key, now()).await?;
-    print_messages(&popped, args.json)
+    // At the earliest time nothing has expired: every message held.
+    let held = opened
+        .store
+        .fetch_messages(&args.jid.key, None, None, i64::MIN)
+        .await?;
+    let now = now();
+    let live: Vec<StoredMessage> = held
+        .iter()
+        .filter(|m| !m.message.is_expired(now))
+        .cloned()
+        .collect();
+    print_messages(&live, args.json)?;
+    let seqs: Vec<u64> = held.iter().map(|m| m.seq).collect();
+    opened.store.remove_messages(&args.jid.key, &seqs).await?;
+    Ok(())
 }
 
 /// `offlinectl delete-expired`.
@@ -188,8 +204,7 @@ pub(crate) async fn delete_expired(args: DeleteExpiredArgs) -> Result<(), CliErr
         .module
         .remove_expired_messages(args.domain.as_str())
         .await?;
-    println!("Removed {removed} messages");
-    Ok(())
+    say(format!("Removed {removed} messages"))
 }
 
 /// `offlinectl delete-old`.
@@ -199,8 +214,7 @@ pub(crate) async fn delete_old(args: DeleteOldArgs) -> Result<(), CliError> {
         .module
         .remove_old_messages(args.domain.as_str(), args.days)
         .await?;
-    println!("Removed {removed} messages");
-    Ok(())
+    say(format!("Removed {removed} messages"))
 }
 
 /// `offlinectl remove-user`.
@@ -214,8 +228,7 @@ pub(crate) async fn remove_user(args: RemoveUserArgs) -> Result<(), CliError> {
         ))?;
     }
     let removed = opened.module.remove_user(&args.jid.jid).await?;
-    println!("Removed {removed} messages");
-    Ok(())
+    say(format!("Removed {removed} messages"))
 }
 
 /// `offlinectl remove-domain`.
@@ -228,8 +241,7 @@ pub(crate) async fn remove_domain(args: RemoveDomainArgs) -> Result<(), CliError
         ))?;
     }
     let removed = opened.module.remove_domain(&args.domain).await?;
-    println!("Removed {removed} messages");
-    Ok(())
+    say(format!("Removed {removed} messages"))
 }
 
 /// `offlinectl export`.
@@ -246,7 +258,9 @@ pub(crate) async fn export(args: UserArgs) -> Result<(), CliError> {
         writeln!(out, "{}", serde_json::Value::Array(rows))?;
         return Ok(());
     }
-    let mut csv = csv::Writer::from_writer(stdout);
+    let mut csv = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(stdout);
     csv.write_record(PERSONAL_DATA_FIELDS)
         .map_err(std::io::Error::from)?;
     for row in &rows {
@@ -300,6 +314,7 @@ fn print_messages(messages: &[StoredMessage], json: bool) -> Result<(), CliError
             })
             .collect();
         writeln!(out, "{}", serde_json::Value::Array(rows))?;
+        out.flush()?;
         return Ok(());
     }
     for m in messages {
@@ -309,10 +324,21 @@ fn print_messages(messages: &[StoredMessage], json: bool) -> Result<(), CliError
             m.seq,
             stamp(m.message.timestamp),
             m.message.from,
-            m.message.packet
+            one_line(&m.message.packet)
         )?;
     }
+    out.flush()?;
     Ok(())
+}
+
+/// A packet on one line of the text output: tabs, line breaks and backslashes escaped
+/// (`--json` gives packets exactly).
+fn one_line(packet: &str) -> String {
+    packet
+        .replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
 }
 
 /// A time in µs as RFC 3339 UTC, or the number if it is out of range.

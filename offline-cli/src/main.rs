@@ -34,6 +34,7 @@ mod bench;
 mod clock;
 mod error;
 mod migrate;
+mod output;
 mod report;
 mod target;
 
@@ -111,7 +112,18 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("offlinectl: {e}");
+            // The whole chain of causes, on one line.
+            let mut line = format!("offlinectl: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !line.contains(&cause_text) {
+                    line.push_str(": ");
+                    line.push_str(&cause_text);
+                }
+                source = cause.source();
+            }
+            output::note(line.replace('\n', " "));
             e.exit_code()
         }
     }

@@ -1,22 +1,24 @@
 //! `offlinectl migrate`: every queue of one store copied into another, or MongooseIM's
 //! `offline_message` table imported, safe to interrupt and run again.
 //!
-//! A message keeps its dedupe key; one without gets `offlinectl-migrate:<seq>` (its seq in
-//! the source), so a second run stores nothing twice while the messages are held in the
-//! target. Each user's queue is copied in arrival order, a page at a time; the target numbers
+//! A message keeps its dedupe key; one without gets `offlinectl-migrate:<source>:<seq>` (the
+//! source store's identity and the message's seq there), so a second run stores nothing twice
+//! while the messages are held in the target, and two sources never mistake each other's
+//! messages for their own. Each user's queue is copied in arrival order, a page at a time; the target numbers
 //! the messages anew. At the end, every user's unexpired messages are counted on both sides.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use offline_diesel::import::{ImportOptions, MongooseImport};
 use offline_module::offline_core::{OfflineBackend, Quota, UserKey};
 use offline_module::{OfflineConfig, StorageConfig, open_backend};
+use sha2::{Digest, Sha256};
 
 use crate::clock::now;
 use crate::error::CliError;
+use crate::output::{note, say};
 
 /// Messages read and written per call.
 const PAGE: usize = 500;
@@ -49,8 +51,9 @@ pub(crate) struct MigrateArgs {
 
 /// `offlinectl migrate`.
 pub(crate) async fn run(args: MigrateArgs) -> Result<(), CliError> {
-    let target = open_store(&args.to).await?;
+    let to = storage(&args.to)?;
     if let Some(url) = &args.from_mongooseim {
+        let target = open_backend(&to).await?;
         return import(url, target.as_ref()).await;
     }
     let Some(from) = &args.from else {
@@ -58,7 +61,17 @@ pub(crate) async fn run(args: MigrateArgs) -> Result<(), CliError> {
             "--from or --from-mongooseim is needed".into(),
         ));
     };
-    let source = open_store(from).await?;
+    let from_storage = storage(from)?;
+    if from_storage == to {
+        return Err(CliError::Usage(format!(
+            "{} and {} name the same store: nothing to migrate",
+            from.display(),
+            args.to.display()
+        )));
+    }
+    crate::target::must_exist(&from_storage, from)?;
+    let source = open_backend(&from_storage).await?;
+    let source_id = identity(&from_storage);
     let now = now();
     let users = all_users(source.as_ref()).await?;
     let mut total = 0;
@@ -66,12 +79,12 @@ pub(crate) async fn run(args: MigrateArgs) -> Result<(), CliError> {
         total += source.count_messages(user).await?.messages;
     }
     if args.dry_run {
-        println!(
+        return say(format!(
             "Would copy up to {total} messages of {} users (expired ones are left behind)",
             users.len()
-        );
-        return Ok(());
+        ));
     }
+    let target = open_backend(&to).await?;
     let progress = Progress::new(total);
     let (mut stored, mut already) = (0, 0);
     for user in &users {
@@ -86,7 +99,8 @@ pub(crate) async fn run(args: MigrateArgs) -> Result<(), CliError> {
                 .map(|stored| {
                     let mut message = stored.message;
                     if message.dedupe_key.is_none() {
-                        message.dedupe_key = Some(format!("{DEDUPE_PREFIX}{}", stored.seq));
+                        message.dedupe_key =
+                            Some(format!("{DEDUPE_PREFIX}{source_id}:{}", stored.seq));
                     }
                     message
                 })
@@ -120,27 +134,36 @@ pub(crate) async fn run(args: MigrateArgs) -> Result<(), CliError> {
 
 /// Imports MongooseIM's table at `url` into `target`.
 async fn import(url: &str, target: &dyn OfflineBackend) -> Result<(), CliError> {
+    let shown = redacted(url);
     let mut source = MongooseImport::connect(url)
         .await
-        .map_err(|e| CliError::Failed(format!("{url}: {e}")))?;
+        .map_err(|e| CliError::Failed(format!("{shown}: {e}")))?;
     let progress = Progress::new(0);
     let report = source
         .run(target, &ImportOptions::default(), |report| {
             progress.set(report.rows);
         })
         .await
-        .map_err(|e| CliError::Failed(format!("{e}: {}", e.source)))?;
+        .map_err(|e| {
+            CliError::Failed(format!(
+                "{shown}: the import stopped after id {} (run it again: what it imported is \
+                 skipped): {}",
+                e.resume_after, e.source
+            ))
+        })?;
     progress.finish();
-    println!("Imported from MongooseIM: {report}");
     for rejected in &report.rejected {
-        eprintln!("row {} left behind: {}", rejected.id, rejected.reason);
+        note(format!(
+            "row {} left behind: {}",
+            rejected.id, rejected.reason
+        ));
     }
-    Ok(())
+    say(format!("Imported from MongooseIM: {report}"))
 }
 
-/// Opens the store `config` names: the one every configured host shares. The memory store
-/// lives inside one process, so it can be neither side of a migration.
-async fn open_store(config: &Path) -> Result<Arc<dyn OfflineBackend>, CliError> {
+/// The store `config` names: the one every configured host shares. The memory store lives
+/// inside one process, so it can be neither side of a migration.
+fn storage(config: &Path) -> Result<StorageConfig, CliError> {
     let parsed = OfflineConfig::from_file(config).map_err(|source| CliError::Config {
         path: config.to_path_buf(),
         source,
@@ -170,7 +193,35 @@ async fn open_store(config: &Path) -> Result<Arc<dyn OfflineBackend>, CliError> 
             config.display()
         )));
     }
-    Ok(open_backend(&storage).await?)
+    Ok(storage)
+}
+
+/// A short name of a store that stays the same from run to run: of its directory or URL.
+fn identity(storage: &StorageConfig) -> String {
+    let name = match storage {
+        StorageConfig::RocksDb(settings) => std::fs::canonicalize(&settings.path)
+            .unwrap_or_else(|_| settings.path.clone())
+            .display()
+            .to_string(),
+        StorageConfig::Rdbms(settings) => settings.connection.url(),
+        StorageConfig::Memory => String::new(),
+    };
+    let digest = Sha256::digest(name.as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A database URL without its password, to show.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 /// Every user holding messages in `store`.
@@ -257,8 +308,8 @@ impl Progress {
         self.done.set(done);
         match &self.bar {
             Some(bar) => bar.set_position(done),
-            None if self.total > 0 => eprintln!("copied {done} of {} messages", self.total),
-            None => eprintln!("read {done} rows"),
+            None if self.total > 0 => note(format!("copied {done} of {} messages", self.total)),
+            None => note(format!("read {done} rows")),
         }
     }
 
@@ -266,5 +317,23 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redacted("postgres://admin:s3cret@db:5432/mim"),
+            "postgres://admin:***@db:5432/mim"
+        );
+        assert_eq!(
+            redacted("postgres://admin@db/mim"),
+            "postgres://admin@db/mim"
+        );
+        assert_eq!(redacted("mysql://db/mim"), "mysql://db/mim");
     }
 }

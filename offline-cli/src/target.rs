@@ -16,8 +16,23 @@ pub(crate) const DEFAULT_CONFIG: &str = "offline.toml";
 
 /// The configuration the commands run under.
 pub(crate) struct Target {
-    /// `None`: no configuration file; the embedded RocksDB store under `./data`.
-    config: Option<OfflineConfig>,
+    /// The configuration and its file; `None`: the embedded RocksDB store under `./data`.
+    config: Option<(OfflineConfig, PathBuf)>,
+}
+
+/// Refuses a RocksDB store whose directory is not there (a mistyped path would otherwise
+/// open a new, empty store); `config` is the file that names it.
+pub(crate) fn must_exist(storage: &StorageConfig, config: &Path) -> Result<(), CliError> {
+    match storage {
+        StorageConfig::RocksDb(settings) if !settings.path.exists() => {
+            Err(CliError::Usage(format!(
+                "{}: no store at {} (modules.mod_offline.rocksdb.path)",
+                config.display(),
+                settings.path.display()
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A domain's store and the module serving the domain on it.
@@ -37,10 +52,10 @@ impl Target {
             None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
         };
         let config = match path {
-            Some(path) => Some(
-                OfflineConfig::from_file(&path)
-                    .map_err(|source| CliError::Config { path, source })?,
-            ),
+            Some(path) => match OfflineConfig::from_file(&path) {
+                Ok(config) => Some((config, path)),
+                Err(source) => return Err(CliError::Config { path, source }),
+            },
             None => None,
         };
         Ok(Self { config })
@@ -49,7 +64,7 @@ impl Target {
     /// Opens the store holding `domain`'s messages and `mod_offline` serving `domain` on it:
     /// the host type of `general.hosts` that is `domain`, or `host_type` (one of
     /// `general.host_types`) with `domain` added. Without a configuration, the embedded
-    /// RocksDB store, for a domain it holds messages for.
+    /// RocksDB store, for any domain.
     pub(crate) async fn open(
         &self,
         domain: &Domain,
@@ -59,7 +74,8 @@ impl Target {
             domain: domain.to_string(),
             why,
         };
-        let Some(config) = &self.config else {
+        let Some((config, path)) = &self.config else {
+            // No configuration names the domains: any is taken.
             let settings = RocksDbSettings::default();
             if !settings.path.exists() {
                 return Err(CliError::Usage(format!(
@@ -68,13 +84,6 @@ impl Target {
                 )));
             }
             let store = open_backend(&StorageConfig::RocksDb(settings)).await?;
-            let held = store.list_users(Some(domain), None, 1).await?;
-            if held.is_empty() {
-                return Err(unknown(format!(
-                    "no configuration ({DEFAULT_CONFIG} or --config) lists it, and the store \
-                     under ./data holds no messages for it"
-                )));
-            }
             let module = OfflineModule::builder("offlinectl", Arc::clone(&store))
                 .domain(domain.clone())
                 .build()
@@ -102,6 +111,14 @@ impl Target {
             .storage
             .clone()
             .ok_or_else(|| unknown(format!("mod_offline is not enabled for `{host}`")))?;
+        if storage == StorageConfig::Memory {
+            return Err(CliError::Usage(format!(
+                "{}: backend \"memory\" lives inside the server's process: offlinectl cannot \
+                 reach it",
+                path.display()
+            )));
+        }
+        must_exist(&storage, path)?;
         let store = open_backend(&storage).await?;
         let module = OfflineModule::from_config(host, config)
             .map_err(ModuleError::from)?

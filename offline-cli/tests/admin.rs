@@ -224,8 +224,8 @@ fn run_commands(dir: &Path, config: &str, domain: &str) {
     );
 }
 
-#[test]
-fn admin_commands_on_rocksdb() {
+/// A directory with `offline.toml` naming a RocksDB store in it, seeded for `localhost`.
+fn seeded_rocksdb() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("store");
     let config = format!(
@@ -241,6 +241,12 @@ fn admin_commands_on_rocksdb() {
         let store = open_backend(&storage).await.unwrap();
         seed(store.as_ref(), "localhost").await;
     });
+    dir
+}
+
+#[test]
+fn admin_commands_on_rocksdb() {
+    let dir = seeded_rocksdb();
     run_commands(dir.path(), "offline.toml", "localhost");
     // ./offline.toml is read without --config.
     assert!(ok(offlinectl(dir.path(), &["count", "bob@localhost"])).contains(": 0 messages"));
@@ -271,13 +277,13 @@ fn without_a_configuration_the_embedded_store_under_data_is_used() {
         seed(store.as_ref(), "localhost").await;
     });
     assert!(ok(offlinectl(dir.path(), &["count", "alice@localhost"])).contains(": 3 messages"));
-    fails(
-        offlinectl(
+    // No configuration names the domains: any is taken.
+    assert_eq!(
+        ok(offlinectl(
             dir.path(),
-            &["delete-expired", "--domain", "elsewhere.example"],
-        ),
-        1,
-        "elsewhere.example",
+            &["delete-expired", "--domain", "elsewhere.example"]
+        )),
+        "Removed 0 messages\n"
     );
     fails(
         offlinectl(dir.path(), &["count", "x@y", "--config", "missing.toml"]),
@@ -313,5 +319,61 @@ fn admin_commands_on_postgres() {
             &["remove-domain", &sub, "--yes", "--config", "pg.toml"]
         )),
         "Removed 1 messages\n"
+    );
+}
+
+#[test]
+fn pop_keeps_the_queue_when_its_output_cannot_be_written() {
+    let dir = seeded_rocksdb();
+    let full = std::fs::File::create("/dev/full").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_offlinectl"))
+        .current_dir(dir.path())
+        .args(["pop", "alice@localhost"])
+        .stdin(Stdio::null())
+        .stdout(full)
+        .output()
+        .unwrap();
+    fails(output, 1, "writing the output");
+    assert!(ok(offlinectl(dir.path(), &["count", "alice@localhost"])).contains(": 3 messages"));
+    // Written out, the queue is taken.
+    let popped = ok(offlinectl(dir.path(), &["pop", "alice@localhost"]));
+    assert_eq!(popped.lines().count(), 2, "{popped}");
+    assert!(ok(offlinectl(dir.path(), &["count", "alice@localhost"])).contains(": 0 messages"));
+    // The export is CSV with CRLF line ends (RFC 4180).
+    let csv = ok(offlinectl(dir.path(), &["export", "bob@localhost"]));
+    assert!(csv.starts_with("timestamp,from,to,packet\r\n"), "{csv:?}");
+}
+
+#[test]
+fn configurations_offlinectl_cannot_serve_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, section: &str| {
+        let text = format!("[general]\nhosts = [\"localhost\"]\n[modules.mod_offline]\n{section}");
+        std::fs::write(dir.path().join(name), text).unwrap();
+    };
+    write("memory.toml", "backend = \"memory\"\n");
+    write(
+        "typo.toml",
+        "backend = \"rocksdb\"\n[modules.mod_offline.rocksdb]\npath = \"no/such/store\"\n",
+    );
+    fails(
+        offlinectl(
+            dir.path(),
+            &["count", "a@localhost", "--config", "memory.toml"],
+        ),
+        2,
+        "memory",
+    );
+    fails(
+        offlinectl(
+            dir.path(),
+            &["count", "a@localhost", "--config", "typo.toml"],
+        ),
+        2,
+        "no/such/store",
+    );
+    assert!(
+        !dir.path().join("no").exists(),
+        "a store was made at a mistyped path"
     );
 }

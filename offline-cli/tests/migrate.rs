@@ -294,6 +294,14 @@ fn rocksdb_to_postgres_and_back_killed_part_way_and_run_again() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("memory.toml"));
+    // Nor can a store be migrated into itself.
+    let output = Command::new(env!("CARGO_BIN_EXE_offlinectl"))
+        .current_dir(dir.path())
+        .args(["migrate", "--from", "first.toml", "--to", "first.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("the same store"));
     let dry = Command::new(env!("CARGO_BIN_EXE_offlinectl"))
         .current_dir(dir.path())
         .args([
@@ -306,6 +314,7 @@ fn rocksdb_to_postgres_and_back_killed_part_way_and_run_again() {
         ])
         .output()
         .unwrap();
+    assert!(dry.status.success());
     let dry = String::from_utf8_lossy(&dry.stdout).into_owned();
     assert_eq!(
         dry,
