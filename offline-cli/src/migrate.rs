@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::now;
 use crate::error::CliError;
 use crate::output::{note, say};
+use crate::target::usable;
 
 /// Messages read and written per call.
 const PAGE: usize = 500;
@@ -52,6 +53,7 @@ pub(crate) struct MigrateArgs {
 /// `offlinectl migrate`.
 pub(crate) async fn run(args: MigrateArgs) -> Result<(), CliError> {
     let to = storage(&args.to)?;
+    usable(&to, &args.to, false)?;
     if let Some(url) = &args.from_mongooseim {
         let target = open_backend(&to).await?;
         return import(url, target.as_ref()).await;
@@ -69,7 +71,7 @@ pub(crate) async fn run(args: MigrateArgs) -> Result<(), CliError> {
             args.to.display()
         )));
     }
-    crate::target::must_exist(&from_storage, from)?;
+    usable(&from_storage, from, true)?;
     let source = open_backend(&from_storage).await?;
     let source_id = identity(&from_storage);
     let now = now();
@@ -161,8 +163,7 @@ async fn import(url: &str, target: &dyn OfflineBackend) -> Result<(), CliError> 
     say(format!("Imported from MongooseIM: {report}"))
 }
 
-/// The store `config` names: the one every configured host shares. The memory store lives
-/// inside one process, so it can be neither side of a migration.
+/// The store `config` names: the one every configured host shares.
 fn storage(config: &Path) -> Result<StorageConfig, CliError> {
     let parsed = OfflineConfig::from_file(config).map_err(|source| CliError::Config {
         path: config.to_path_buf(),
@@ -183,13 +184,6 @@ fn storage(config: &Path) -> Result<StorageConfig, CliError> {
     if storages.any(|other| other != storage) {
         return Err(CliError::Usage(format!(
             "{}: host types configure different stores; migrate from a file that names one",
-            config.display()
-        )));
-    }
-    if storage == StorageConfig::Memory {
-        return Err(CliError::Usage(format!(
-            "{}: the memory store lives inside one process: it can be neither source nor \
-             target of a migration",
             config.display()
         )));
     }

@@ -20,16 +20,26 @@ pub(crate) struct Target {
     config: Option<(OfflineConfig, PathBuf)>,
 }
 
-/// Refuses a RocksDB store whose directory is not there (a mistyped path would otherwise
-/// open a new, empty store); `config` is the file that names it.
-pub(crate) fn must_exist(storage: &StorageConfig, config: &Path) -> Result<(), CliError> {
+/// Refuses a store `offlinectl` cannot act on: the memory store (it lives inside the
+/// server's process) and, when the store must be there already, a RocksDB directory that is
+/// not (a mistyped path would otherwise open a new, empty store). `config` is the file that
+/// names it.
+pub(crate) fn usable(
+    storage: &StorageConfig,
+    config: &Path,
+    must_exist: bool,
+) -> Result<(), CliError> {
+    let refused = |why: String| Err(CliError::Usage(format!("{}: {why}", config.display())));
     match storage {
-        StorageConfig::RocksDb(settings) if !settings.path.exists() => {
-            Err(CliError::Usage(format!(
-                "{}: no store at {} (modules.mod_offline.rocksdb.path)",
-                config.display(),
+        StorageConfig::Memory => refused(
+            "backend \"memory\" lives inside the server's process: offlinectl cannot reach it"
+                .into(),
+        ),
+        StorageConfig::RocksDb(settings) if must_exist && !settings.path.exists() => {
+            refused(format!(
+                "no store at {} (modules.mod_offline.rocksdb.path)",
                 settings.path.display()
-            )))
+            ))
         }
         _ => Ok(()),
     }
@@ -111,14 +121,7 @@ impl Target {
             .storage
             .clone()
             .ok_or_else(|| unknown(format!("mod_offline is not enabled for `{host}`")))?;
-        if storage == StorageConfig::Memory {
-            return Err(CliError::Usage(format!(
-                "{}: backend \"memory\" lives inside the server's process: offlinectl cannot \
-                 reach it",
-                path.display()
-            )));
-        }
-        must_exist(&storage, path)?;
+        usable(&storage, path, true)?;
         let store = open_backend(&storage).await?;
         let module = OfflineModule::from_config(host, config)
             .map_err(ModuleError::from)?

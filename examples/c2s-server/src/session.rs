@@ -81,15 +81,15 @@ pub(crate) async fn serve(router: Arc<Router>, tls: TlsAcceptor, socket: TcpStre
         }
     };
     let Some(module) = router.module(login.jid.domain().as_str()).cloned() else {
+        // Negotiation only binds accounts of served domains.
+        router.unbind(&login.jid, login.session).await;
         return;
     };
-    let jid = login.jid.clone();
-    let id = login.session;
     let mut session = Session {
         router: &router,
         module,
         jid: login.jid,
-        id,
+        id: login.session,
         writer: login.writer,
         delivery: None,
         held: Vec::new(),
@@ -97,7 +97,7 @@ pub(crate) async fn serve(router: Arc<Router>, tls: TlsAcceptor, socket: TcpStre
     };
     let mut rx = login.rx;
     let result = session.run(login.reader, &mut rx).await;
-    router.unbind(&jid, id).await;
+    router.unbind(&session.jid, session.id).await;
     // Unbound, the session gets nothing more: what reached it and was not written goes
     // where it would have gone without it.
     let mut left = std::mem::take(&mut session.held);
@@ -113,7 +113,7 @@ pub(crate) async fn serve(router: Arc<Router>, tls: TlsAcceptor, socket: TcpStre
         Ok(()) => {
             let _ = session.writer.close().await;
         }
-        Err(error) => debug!(%jid, %error, "session ended"),
+        Err(error) => debug!(jid = %session.jid, %error, "session ended"),
     }
 }
 
@@ -196,10 +196,7 @@ async fn negotiate(
                             break;
                         }
                         Err(refusal) => {
-                            let failure = Element::builder("failure", NS_SASL)
-                                .append(Element::bare(refusal.condition(), NS_SASL))
-                                .build();
-                            writer.send(&failure).await?;
+                            writer.send(&sasl_failure(refusal.condition())).await?;
                             failures += 1;
                             if failures >= LOGIN_ATTEMPTS {
                                 writer.close().await?;
@@ -210,10 +207,7 @@ async fn negotiate(
                     }
                 }
                 if element.is("abort", NS_SASL) {
-                    let failure = Element::builder("failure", NS_SASL)
-                        .append(Element::bare("aborted", NS_SASL))
-                        .build();
-                    writer.send(&failure).await?;
+                    writer.send(&sasl_failure("aborted")).await?;
                     continue;
                 }
                 writer
@@ -235,6 +229,13 @@ fn login(router: &Router, domain: &str, element: Element) -> Result<BareJid, Ref
         Mechanism::Plain => router.accounts().plain(domain, &auth.data),
         _ => Err(Refusal::InvalidMechanism),
     }
+}
+
+/// A SASL `<failure/>` with `condition`.
+fn sasl_failure(condition: &str) -> Element {
+    Element::builder("failure", NS_SASL)
+        .append(Element::bare(condition, NS_SASL))
+        .build()
 }
 
 /// The features before login: STARTTLS when offered, and the SASL mechanisms.
@@ -291,7 +292,7 @@ async fn bind(
         let resource = request.get_child("resource", NS_BIND).map(Element::text);
         let Some((jid, session, rx)) = router.bind(account, resource.as_deref()).await else {
             let me = Jid::from(account.clone());
-            let server = Jid::from(account.to_bare().domain().to_owned());
+            let server = Jid::from(BareJid::from_parts(None, account.domain()));
             writer
                 .send(&error_reply(&me, &server, &element, &BAD_RESOURCE))
                 .await?;
@@ -656,7 +657,8 @@ async fn until(deadline: Option<Instant>) {
     }
 }
 
-/// The result of `iq`, from `from` (the server when `None`), carrying `payload`.
+/// The result of `iq`, from `from` (none: the reply comes from the account itself),
+/// carrying `payload`.
 fn iq_result(iq: &Element, from: Option<&Jid>, payload: Option<Element>) -> Element {
     let mut result = Element::builder("iq", JABBER_CLIENT)
         .attr(name!("type"), "result")
