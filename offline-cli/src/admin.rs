@@ -22,11 +22,11 @@ pub(crate) struct Where {
     /// A MongooseIM TOML file (default: ./offline.toml if it exists; without one, the
     /// embedded RocksDB store under ./data).
     #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// The host type serving the domain, when it is one of general.host_types rather than
     /// general.hosts.
     #[arg(long, value_name = "HOST_TYPE")]
-    host_type: Option<String>,
+    pub(crate) host_type: Option<String>,
 }
 
 /// A user's bare JID, as an argument.

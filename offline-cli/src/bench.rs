@@ -18,6 +18,10 @@ const BENCH_DOMAIN: &str = "offlinectl-bench.invalid";
 
 /// `offlinectl bench`'s options.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    offlinectl bench                                   # RocksDB in a temporary directory\n  \
+    offlinectl bench --backend memory --csv out.csv --plot out.svg\n  \
+    offlinectl bench --config offline.toml --clients 8 # the store a MongooseIM TOML configures")]
 pub(crate) struct BenchArgs {
     /// The store to measure when no `--config` is given, in a temporary directory.
     #[arg(long, value_enum, default_value_t = Embedded::Rocksdb)]

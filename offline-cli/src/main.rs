@@ -13,6 +13,7 @@
 //! offlinectl remove-domain localhost --yes
 //! offlinectl export alice@localhost > alice.csv
 //! offlinectl migrate --from rocksdb.toml --to postgres.toml
+//! offlinectl serve-metrics --listen 127.0.0.1:9125 --purge-expired
 //! ```
 //!
 //! Exit codes: 0 success, 2 usage error, 1 failure; an error is one line on stderr.
@@ -33,6 +34,7 @@ mod admin;
 mod bench;
 mod clock;
 mod error;
+mod metrics;
 mod migrate;
 mod output;
 mod report;
@@ -79,6 +81,9 @@ enum Command {
     /// Copies every queue of one store into another (or imports MongooseIM's
     /// offline_message table); safe to interrupt and run again.
     Migrate(migrate::MigrateArgs),
+    /// Serves the Prometheus metrics of the store: what it holds per domain, counted on a
+    /// schedule, and the purges run on that schedule (runs until interrupted).
+    ServeMetrics(metrics::ServeMetricsArgs),
     /// Measures a store beside its baseline: throughput and latency at several client counts.
     Bench(bench::BenchArgs),
 }
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
             Command::RemoveDomain(args) => admin::remove_domain(args).await,
             Command::Export(args) => admin::export(args).await,
             Command::Migrate(args) => migrate::run(args).await,
+            Command::ServeMetrics(args) => metrics::run(args).await,
             Command::Bench(args) => bench::run(args).await.map_err(CliError::Bench),
         }
     });

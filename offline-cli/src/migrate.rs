@@ -6,12 +6,17 @@
 //! while the messages are held in the target, and two sources never mistake each other's
 //! messages for their own. Each user's queue is copied in arrival order, a page at a time; the target numbers
 //! the messages anew. At the end, every user's unexpired messages are counted on both sides.
+//!
+//! From MongooseIM, `offline_diesel`'s importer reads and judges the rows; a dry run reads and
+//! judges them with the same code and writes nothing. At the end, every user's rows the import
+//! handed over (neither expired nor refused) are counted against what the target holds, as
+//! between two stores.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use offline_diesel::import::{ImportOptions, MongooseImport};
+use offline_diesel::import::{ImportError, ImportOptions, ImportReport, MongooseImport};
 use offline_module::offline_core::{OfflineBackend, Quota, UserKey};
 use offline_module::{OfflineConfig, StorageConfig, open_backend};
 use sha2::{Digest, Sha256};
@@ -33,6 +38,7 @@ pub(crate) const DEDUPE_PREFIX: &str = "offlinectl-migrate:";
 #[command(after_help = "Examples:\n  \
     offlinectl migrate --from rocksdb.toml --to postgres.toml --dry-run\n  \
     offlinectl migrate --from rocksdb.toml --to postgres.toml\n  \
+    offlinectl migrate --from-mongooseim postgres://mongooseim@db/mongooseim --to postgres.toml --dry-run\n  \
     offlinectl migrate --from-mongooseim postgres://mongooseim@db/mongooseim --to postgres.toml")]
 pub(crate) struct MigrateArgs {
     /// A MongooseIM TOML file naming the store to copy from.
@@ -40,12 +46,13 @@ pub(crate) struct MigrateArgs {
     from: Option<PathBuf>,
     /// A MongooseIM database (postgres:// or mysql:// URL) whose offline_message table is
     /// imported instead.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["from", "dry_run"])]
+    #[arg(long, value_name = "URL", conflicts_with = "from")]
     from_mongooseim: Option<String>,
     /// A MongooseIM TOML file naming the store to copy into.
     #[arg(long, value_name = "FILE")]
     to: PathBuf,
-    /// Count what would be copied, and copy nothing.
+    /// Count what would be copied (or imported), and write nothing: the target is not
+    /// opened.
     #[arg(long)]
     dry_run: bool,
 }
@@ -55,8 +62,7 @@ pub(crate) async fn run(args: MigrateArgs) -> Result<(), CliError> {
     let to = storage(&args.to)?;
     usable(&to, &args.to, false)?;
     if let Some(url) = &args.from_mongooseim {
-        let target = open_backend(&to).await?;
-        return import(url, target.as_ref()).await;
+        return import(url, &to, args.dry_run).await;
     }
     let Some(from) = &args.from else {
         return Err(CliError::Usage(
@@ -116,43 +122,49 @@ pub(crate) async fn run(args: MigrateArgs) -> Result<(), CliError> {
         }
     }
     progress.finish();
-    println!(
+    say(format!(
         "Copied {stored} messages of {} users ({already} were already there)",
         users.len()
-    );
-    let mismatched = verify(source.as_ref(), target.as_ref(), &users, now).await?;
-    if mismatched.is_empty() {
-        println!("Verified: every user holds as many messages in the target as in the source");
-        Ok(())
-    } else {
-        let shown: Vec<String> = mismatched.iter().take(5).cloned().collect();
-        Err(CliError::Failed(format!(
-            "{} users hold a different number of messages in the target: {}",
-            mismatched.len(),
-            shown.join(", ")
-        )))
+    ))?;
+    let mut held = Vec::with_capacity(users.len());
+    for user in &users {
+        held.push((user, unexpired(source.as_ref(), user, now).await?));
     }
+    verify(target.as_ref(), held, now).await
 }
 
-/// Imports MongooseIM's table at `url` into `target`.
-async fn import(url: &str, target: &dyn OfflineBackend) -> Result<(), CliError> {
+/// Imports MongooseIM's table at `url` into the store `to` names, then checks that the store
+/// holds what was handed over; with `dry_run`, reads and judges the table the same way and
+/// opens nothing of `to`.
+async fn import(url: &str, to: &StorageConfig, dry_run: bool) -> Result<(), CliError> {
     let shown = redacted(url);
     let mut source = MongooseImport::connect(url)
         .await
         .map_err(|e| CliError::Failed(format!("{shown}: {e}")))?;
+    let options = ImportOptions::default();
+    let stopped = |e: ImportError| {
+        let again = if dry_run {
+            "nothing was written"
+        } else {
+            "run it again: what it imported is skipped"
+        };
+        CliError::Failed(format!(
+            "{shown}: the import stopped after id {} ({again}): {}",
+            e.resume_after, e.source
+        ))
+    };
     let progress = Progress::new(0);
-    let report = source
-        .run(target, &ImportOptions::default(), |report| {
-            progress.set(report.rows);
-        })
-        .await
-        .map_err(|e| {
-            CliError::Failed(format!(
-                "{shown}: the import stopped after id {} (run it again: what it imported is \
-                 skipped): {}",
-                e.resume_after, e.source
-            ))
-        })?;
+    let read = |report: &ImportReport| progress.set(report.rows);
+    let target = if dry_run {
+        None
+    } else {
+        Some(open_backend(to).await?)
+    };
+    let report = match &target {
+        Some(target) => source.run(target.as_ref(), &options, read).await,
+        None => source.dry_run(&options, read).await,
+    }
+    .map_err(stopped)?;
     progress.finish();
     for rejected in &report.rejected {
         note(format!(
@@ -160,7 +172,21 @@ async fn import(url: &str, target: &dyn OfflineBackend) -> Result<(), CliError> 
             rejected.id, rejected.reason
         ));
     }
-    say(format!("Imported from MongooseIM: {report}"))
+    let Some(target) = target else {
+        return say(format!(
+            "Would import up to {} messages of {} users from MongooseIM ({} rows read up to id \
+             {}: {} expired, {} rejected; any the target already holds would be skipped)",
+            report.accepted.values().sum::<u64>(),
+            report.accepted.len(),
+            report.rows,
+            report.last_id,
+            report.expired,
+            report.rejected.len()
+        ));
+    };
+    say(format!("Imported from MongooseIM: {report}"))?;
+    let accepted = report.accepted.iter().map(|(user, rows)| (user, *rows));
+    verify(target.as_ref(), accepted, options.now).await
 }
 
 /// The store `config` names: the one every configured host shares.
@@ -230,26 +256,33 @@ async fn all_users(store: &dyn OfflineBackend) -> Result<Vec<UserKey>, CliError>
     }
 }
 
-/// The users whose unexpired messages number differently in `source` and `target`.
-async fn verify(
-    source: &dyn OfflineBackend,
+/// Checks a migration: `expected` pairs each user with the unexpired messages the source
+/// holds for them (or the rows an import handed over), and `target` must hold as many
+/// unexpired messages for that user at `now`, no fewer and no more (a message the target
+/// held before counts too). A difference fails the command and names the users.
+async fn verify<'a>(
     target: &dyn OfflineBackend,
-    users: &[UserKey],
+    expected: impl IntoIterator<Item = (&'a UserKey, u64)>,
     now: i64,
-) -> Result<Vec<String>, CliError> {
+) -> Result<(), CliError> {
     let mut mismatched = Vec::new();
-    for user in users {
-        let (held, copied) = (
-            unexpired(source, user, now).await?,
-            unexpired(target, user, now).await?,
-        );
+    for (user, held) in expected {
+        let copied = unexpired(target, user, now).await?;
         if held != copied {
             mismatched.push(format!(
                 "{user} ({held} in the source, {copied} in the target)"
             ));
         }
     }
-    Ok(mismatched)
+    if mismatched.is_empty() {
+        return say("Verified: every user holds as many messages in the target as in the source");
+    }
+    let shown: Vec<String> = mismatched.iter().take(5).cloned().collect();
+    Err(CliError::Failed(format!(
+        "{} users hold a different number of messages in the target: {}",
+        mismatched.len(),
+        shown.join(", ")
+    )))
 }
 
 /// How many unexpired messages `store` holds for `user`.

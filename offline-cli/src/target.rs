@@ -2,7 +2,7 @@
 //! embedded RocksDB under `./data` without a configuration), and `mod_offline` over it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use offline_module::offline_core::{Domain, OfflineBackend};
 use offline_module::{
@@ -18,6 +18,9 @@ pub(crate) const DEFAULT_CONFIG: &str = "offline.toml";
 pub(crate) struct Target {
     /// The configuration and its file; `None`: the embedded RocksDB store under `./data`.
     config: Option<(OfflineConfig, PathBuf)>,
+    /// The stores opened so far: domains sharing a storage configuration share a store (a
+    /// RocksDB directory opens once per process).
+    stores: Mutex<Vec<(StorageConfig, Arc<dyn OfflineBackend>)>>,
 }
 
 /// Refuses a store `offlinectl` cannot act on: the memory store (it lives inside the
@@ -68,7 +71,44 @@ impl Target {
             },
             None => None,
         };
-        Ok(Self { config })
+        Ok(Self {
+            config,
+            stores: Mutex::default(),
+        })
+    }
+
+    /// The domains of `general.hosts` with `mod_offline` enabled; none without a configuration.
+    pub(crate) fn hosts(&self) -> Vec<Domain> {
+        let Some((config, _)) = &self.config else {
+            return Vec::new();
+        };
+        config
+            .hosts
+            .iter()
+            .filter(|host| config.for_host(host.as_str()).storage.is_some())
+            .cloned()
+            .collect()
+    }
+
+    /// The store `storage` names, opened once.
+    async fn store(&self, storage: &StorageConfig) -> Result<Arc<dyn OfflineBackend>, CliError> {
+        let opened = |stores: &Vec<(StorageConfig, Arc<dyn OfflineBackend>)>| {
+            stores
+                .iter()
+                .find(|(s, _)| s == storage)
+                .map(|(_, store)| Arc::clone(store))
+        };
+        if let Some(store) = opened(&self.stores.lock().unwrap_or_else(PoisonError::into_inner)) {
+            return Ok(store);
+        }
+        let store = open_backend(storage).await?;
+        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        // Another caller may have opened it meanwhile: keep one.
+        if let Some(store) = opened(&stores) {
+            return Ok(store);
+        }
+        stores.push((storage.clone(), Arc::clone(&store)));
+        Ok(store)
     }
 
     /// Opens the store holding `domain`'s messages and `mod_offline` serving `domain` on it:
@@ -93,7 +133,7 @@ impl Target {
                     settings.path.display()
                 )));
             }
-            let store = open_backend(&StorageConfig::RocksDb(settings)).await?;
+            let store = self.store(&StorageConfig::RocksDb(settings)).await?;
             let module = OfflineModule::builder("offlinectl", Arc::clone(&store))
                 .domain(domain.clone())
                 .build()
@@ -122,7 +162,7 @@ impl Target {
             .clone()
             .ok_or_else(|| unknown(format!("mod_offline is not enabled for `{host}`")))?;
         usable(&storage, path, true)?;
-        let store = open_backend(&storage).await?;
+        let store = self.store(&storage).await?;
         let module = OfflineModule::from_config(host, config)
             .map_err(ModuleError::from)?
             .store(Arc::clone(&store))

@@ -13,17 +13,7 @@ use std::process::{Command, Output, Stdio};
 use offline_module::offline_core::{NewMessage, OfflineBackend, Quota, UserKey};
 use offline_module::{OfflineConfig, open_backend};
 
-use common::runtime;
-
-/// One hour in µs.
-const HOUR: i64 = 3_600_000_000;
-
-fn now() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    i64::try_from(since.as_micros()).unwrap()
-}
+use common::{HOUR, now, runtime};
 
 /// Runs offlinectl in `dir` with `args`, stdin not a terminal.
 fn offlinectl(dir: &Path, args: &[&str]) -> Output {

@@ -9,6 +9,11 @@
 //! reported with their id and left where they are; rows already expired are counted and
 //! skipped. The source table is only read.
 //!
+//! [`MongooseImport::dry_run`] reads and judges the rows as [`MongooseImport::run`] does, by
+//! the same code, and writes nothing; both report, per recipient, the rows that are (or would
+//! be) handed to the target ([`ImportReport::accepted`]), so a caller can check afterwards
+//! that the target holds them.
+//!
 //! ```no_run
 //! use offline_diesel::import::{ImportOptions, MongooseImport};
 //! use offline_diesel::{DieselBackend, DieselConfig};
@@ -66,7 +71,7 @@ impl Default for ImportOptions {
     }
 }
 
-/// What an import did.
+/// What an import did, or what a dry run found it would do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {
     /// Rows read.
@@ -79,6 +84,10 @@ pub struct ImportReport {
     pub expired: u64,
     /// Rows the contract refuses, with why; they are not stored.
     pub rejected: Vec<Rejected>,
+    /// The rows read and handed to the target (neither expired nor refused), counted per
+    /// recipient: what the target holds for each user afterwards, from this run. A dry run
+    /// counts what it would hand over.
+    pub accepted: BTreeMap<UserKey, u64>,
     /// The last id read: where a later run may resume.
     pub last_id: i64,
 }
@@ -193,33 +202,58 @@ impl MongooseImport {
         &mut self,
         target: &dyn OfflineBackend,
         options: &ImportOptions,
+        progress: impl FnMut(&ImportReport),
+    ) -> Result<ImportReport, ImportError> {
+        self.read(Some(target), options, progress).await
+    }
+
+    /// Reads and judges every row after `options.after_id` as [`run`](Self::run) does, and
+    /// writes nothing anywhere, calling `progress` after each page. The report counts the
+    /// rows read, expired and refused, and in [`accepted`](ImportReport::accepted) what
+    /// `run` would hand to a target; `stored` and `duplicates` stay 0, as without a target
+    /// nobody can tell which rows it holds already.
+    pub async fn dry_run(
+        &mut self,
+        options: &ImportOptions,
+        progress: impl FnMut(&ImportReport),
+    ) -> Result<ImportReport, ImportError> {
+        self.read(None, options, progress).await
+    }
+
+    /// Reads the rows page by page, judges each, and writes the accepted ones into `target`
+    /// if there is one.
+    async fn read(
+        &mut self,
+        target: Option<&dyn OfflineBackend>,
+        options: &ImportOptions,
         mut progress: impl FnMut(&ImportReport),
     ) -> Result<ImportReport, ImportError> {
         let mut report = ImportReport {
             last_id: options.after_id,
             ..ImportReport::default()
         };
-        let stop = |report: &ImportReport, source| ImportError {
-            resume_after: report.last_id,
+        let stop = |resume_after, source| ImportError {
+            resume_after,
             source,
         };
-        check_table(&options.table).map_err(|e| stop(&report, e))?;
+        check_table(&options.table).map_err(|e| stop(report.last_id, e))?;
         let page_size = i64::try_from(options.page_size.max(1)).unwrap_or(i64::MAX);
         loop {
+            let done = report.last_id;
             let rows = self
-                .page(&options.table, report.last_id, page_size)
+                .page(&options.table, done, page_size)
                 .await
-                .map_err(|e| stop(&report, e))?;
+                .map_err(|e| stop(done, e))?;
             let Some(last) = rows.last().map(|row| row.id) else {
                 return Ok(report);
             };
-            let mut page = report.clone();
-            page.rows += rows.len() as u64;
-            write_page(target, rows, options.now, &mut page)
-                .await
-                .map_err(|e| stop(&report, e))?;
-            page.last_id = last;
-            report = page;
+            let per_user = judge_page(rows, options.now, &mut report);
+            if let Some(target) = target {
+                write_page(target, per_user, options.now, &mut report)
+                    .await
+                    .map_err(|e| stop(done, e))?;
+            }
+            report.last_id = last;
             progress(&report);
         }
     }
@@ -329,28 +363,44 @@ fn check_table(table: &str) -> Result<(), OfflineError> {
     }
 }
 
-/// Writes one page, grouped by recipient, each user's rows in id order.
-async fn write_page(
-    target: &dyn OfflineBackend,
+/// Judges one page's rows, the only place that does (for a run and a dry run alike): counts
+/// them, records the refused ones and counts the expired ones in `report`, and returns the
+/// messages to hand over, grouped by recipient, each user's rows in id order, counted in
+/// `report.accepted`.
+fn judge_page(
     rows: Vec<MongooseRow>,
     now: i64,
     report: &mut ImportReport,
-) -> Result<(), OfflineError> {
+) -> BTreeMap<UserKey, Vec<NewMessage>> {
+    report.rows += rows.len() as u64;
     let mut per_user: BTreeMap<UserKey, Vec<NewMessage>> = BTreeMap::new();
     for row in rows {
         let id = row.id;
         match message_of(row) {
-            Ok((user, message)) => per_user.entry(user).or_default().push(message),
+            Ok((_, message)) if message.is_expired(now) => report.expired += 1,
+            Ok((user, message)) => {
+                *report.accepted.entry(user.clone()).or_default() += 1;
+                per_user.entry(user).or_default().push(message);
+            }
             Err(reason) => report.rejected.push(Rejected { id, reason }),
         }
     }
+    per_user
+}
+
+/// Writes one page's judged messages, a batch per recipient.
+async fn write_page(
+    target: &dyn OfflineBackend,
+    per_user: BTreeMap<UserKey, Vec<NewMessage>>,
+    now: i64,
+    report: &mut ImportReport,
+) -> Result<(), OfflineError> {
     for (user, messages) in per_user {
         let written = target
             .write_messages(&user, messages, Quota::UNLIMITED, now)
             .await?;
         report.stored += written.stored;
         report.duplicates += written.duplicates;
-        report.expired += written.expired;
     }
     Ok(())
 }
@@ -378,6 +428,52 @@ fn message_of(row: MongooseRow) -> Result<(UserKey, NewMessage), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(id: i64, username: &str, expire: Option<i64>, packet: &str) -> MongooseRow {
+        MongooseRow {
+            id,
+            stamp: 10,
+            expire,
+            server: "example.com".into(),
+            username: username.into(),
+            from_jid: "romeo@example.net/r".into(),
+            packet: packet.as_bytes().to_vec(),
+            permanent_fields: None,
+        }
+    }
+
+    #[test]
+    fn a_page_is_judged_into_accepted_expired_and_refused_rows() {
+        let rows = vec![
+            row(1, "juliet", None, "<message/>"),
+            row(2, "nurse", Some(100), "<message/>"),
+            row(3, "Juliet", Some(101), "<message/>"),
+            row(4, "juliet", Some(99), "<message/>"),
+            row(5, "bad user", None, "<message/>"),
+            row(6, "nurse", None, ""),
+        ];
+        let mut report = ImportReport::default();
+        let per_user = judge_page(rows, 100, &mut report);
+        let juliet = UserKey::from_normalized("example.com", "juliet");
+        let ids = |user: &UserKey| -> Vec<Option<String>> {
+            per_user[user]
+                .iter()
+                .map(|m| m.dedupe_key.clone())
+                .collect()
+        };
+        assert_eq!(
+            ids(&juliet),
+            [
+                Some("mongooseim:1".to_owned()),
+                Some("mongooseim:3".to_owned())
+            ]
+        );
+        assert_eq!(per_user.len(), 1, "the nurse's rows expired or are refused");
+        assert_eq!((report.rows, report.expired), (6, 2));
+        assert_eq!(report.accepted, BTreeMap::from([(juliet, 2)]));
+        let refused: Vec<i64> = report.rejected.iter().map(|r| r.id).collect();
+        assert_eq!(refused, [5, 6]);
+    }
 
     #[test]
     fn table_names_are_identifiers() {

@@ -12,6 +12,11 @@
 //! | `mod_offline_rejected_count` | counter | `host_type`, `reason` (`quota`, `too_large`, `too_deep`, `jid_malformed`, `malformed`, `backend`) | a message refused with an error reply |
 //! | `mod_offline_expired_dropped_count` | counter | `host_type` | a message that had expired before it was stored, or between its pop and its delivery |
 //! | `mod_offline_purged_count` | counter | `host_type`, `reason` (`expired`, `old`, `user`, `domain`) | messages removed by a purge or hook |
+//! | `mod_offline_held_users`, `mod_offline_held_messages`, `mod_offline_held_bytes` | gauge | `host_type` | [`OfflineModule::count_held`](crate::OfflineModule::count_held): what the store holds for the module's domains |
+//! | `mod_offline_held_failed_count` | counter | `host_type` | a `count_held` that failed (the gauges keep their last values) |
+//!
+//! A server exposes them by installing a recorder; for Prometheus, `metrics-exporter-prometheus`
+//! with [`TIME_BUCKETS`] for the histograms, then [`describe_metrics`] for their help texts.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +31,75 @@ use offline_core::{
     WriteReport,
 };
 
+use crate::module::Held;
 use crate::stanza::bounce_reply;
+
+/// Histogram buckets for the `_time` metrics, in microseconds: 100 µs to 5 s.
+pub const TIME_BUCKETS: &[f64] = &[
+    100.0, 250.0, 500.0, 1e3, 2.5e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6,
+];
+
+/// The backend names that appear in metric names (`mod_offline_{backend}_…`).
+const BACKENDS: [&str; 3] = ["mem", "rocksdb", "rdbms"];
+
+/// Gives the installed recorder the unit and help text of every metric of this module, under
+/// its Prometheus name. Call it once, after installing the recorder.
+pub fn describe_metrics() {
+    use metrics::Unit;
+    for backend in BACKENDS {
+        metrics::describe_counter!(
+            format!("mod_offline_{backend}_count"),
+            Unit::Count,
+            "Calls of the backend's pop_messages or write_messages (label function)"
+        );
+        metrics::describe_histogram!(
+            format!("mod_offline_{backend}_time"),
+            Unit::Microseconds,
+            "Duration of the backend's pop_messages or write_messages calls (label function)"
+        );
+    }
+    let counters = [
+        (
+            "sm_message_bounced_count",
+            "Offline messages bounced with 503",
+        ),
+        ("mod_offline_stored_count", "Messages stored"),
+        (
+            "mod_offline_rejected_count",
+            "Messages refused with an error reply (label reason)",
+        ),
+        (
+            "mod_offline_expired_dropped_count",
+            "Messages dropped because they had expired",
+        ),
+        (
+            "mod_offline_purged_count",
+            "Messages removed by purges and hooks (label reason)",
+        ),
+        (
+            "mod_offline_held_failed_count",
+            "Counts of what the store holds that failed",
+        ),
+    ];
+    for (name, help) in counters {
+        metrics::describe_counter!(name, Unit::Count, help);
+    }
+    metrics::describe_gauge!(
+        "mod_offline_held_users",
+        Unit::Count,
+        "Users with messages in the store, at the last count"
+    );
+    metrics::describe_gauge!(
+        "mod_offline_held_messages",
+        Unit::Count,
+        "Messages in the store (expired ones not yet purged included), at the last count"
+    );
+    metrics::describe_gauge!(
+        "mod_offline_held_bytes",
+        Unit::Bytes,
+        "Bytes of the packets in the store, at the last count"
+    );
+}
 
 /// How metric names are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,6 +121,10 @@ static METADATA: Metadata<'static> =
 
 fn increment(key: &Key, n: u64) {
     metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA).increment(n));
+}
+
+fn set(key: &Key, value: f64) {
+    metrics::with_recorder(|recorder| recorder.register_gauge(key, &METADATA).set(value));
 }
 
 fn record(key: &Key, value: f64) {
@@ -115,6 +192,31 @@ impl Instrumentation {
 
     pub(crate) fn purged(&self, reason: &'static str, messages: u64) {
         self.count("mod_offline_purged", Some(("reason", reason)), messages);
+    }
+
+    /// Sets the `mod_offline_held_*` gauges.
+    pub(crate) fn held(&self, held: Held) {
+        for (metric, value) in [
+            ("users", held.users),
+            ("messages", held.messages),
+            ("bytes", held.bytes),
+        ] {
+            // Gauges are floats; counts up to 2^53 are exact.
+            set(
+                &key(
+                    &self.host_type,
+                    self.names,
+                    "mod_offline_held",
+                    None,
+                    metric,
+                ),
+                value as f64,
+            );
+        }
+    }
+
+    pub(crate) fn held_failed(&self) {
+        self.count("mod_offline_held_failed", None, 1);
     }
 
     fn count(&self, event: &str, label: Option<(&'static str, &'static str)>, n: u64) {

@@ -55,10 +55,12 @@ pub use config::{
     RdbmsDriver, RdbmsFields, RdbmsSettings, RocksDbSettings, RuleName, StorageConfig,
 };
 pub use error::ModuleError;
-pub use instrumentation::{Instrumentation, InstrumentedBackend, MetricNames};
+pub use instrumentation::{
+    Instrumentation, InstrumentedBackend, MetricNames, TIME_BUCKETS, describe_metrics,
+};
 pub use module::{
-    Delivery, Disposition, OfflineModule, OfflineModuleBuilder, OfflineStub, PERSONAL_DATA_FIELDS,
-    PendingPage, PersonalDataRow,
+    Delivery, Disposition, Held, OfflineModule, OfflineModuleBuilder, OfflineStub,
+    PERSONAL_DATA_FIELDS, PendingPage, PersonalDataRow,
 };
 pub use stanza::FEATURE_MSGOFFLINE;
 

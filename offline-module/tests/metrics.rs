@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use offline_mem::MemBackend;
 use offline_module::jid::Jid;
 use offline_module::minidom::Element;
@@ -41,6 +41,12 @@ fn observe(
             .unwrap()
             .block_on(async { scenario(&module.build().await.unwrap()).await });
     });
+    snapshot_of(&snapshotter)
+}
+
+/// What `snapshotter` holds: `name{label=value,...}` → counter value, histogram sample count
+/// or gauge value.
+fn snapshot_of(snapshotter: &Snapshotter) -> BTreeMap<String, u64> {
     snapshotter
         .snapshot()
         .into_vec()
@@ -198,5 +204,72 @@ fn messages_expired_before_they_are_stored_are_dropped_and_counted() {
     assert_eq!(
         seen.get("mod_offline_stored_count{host_type=localhost}"),
         None
+    );
+}
+
+/// The gauges' values as `observe` prints them.
+fn held_gauges(seen: &BTreeMap<String, u64>) -> [Option<&u64>; 3] {
+    ["users", "messages", "bytes"]
+        .map(|metric| seen.get(&format!("mod_offline_held_{metric}{{host_type=localhost}}")))
+}
+
+#[test]
+fn held_gauges_count_every_user_of_the_served_domains_only() {
+    use offline_module::offline_core::{NewMessage, OfflineBackend, Quota, UserKey};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let store = Arc::new(MemBackend::new());
+    let packet = "<message xmlns='jabber:client'><body>held</body></message>";
+    let (held, after_removal) = metrics::with_local_recorder(&recorder, || {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async {
+                // More users than one page of the walk, one of them with two messages; the
+                // neighbouring domains are not the module's.
+                let mut users: Vec<String> =
+                    (0..1_050).map(|i| format!("u{i}@localhost")).collect();
+                users.push("u0@localhost".into());
+                users.extend(["u0@sub.localhost".into(), "u0@localhost.evil".into()]);
+                for jid in &users {
+                    let user: UserKey = jid.parse().unwrap();
+                    let message = NewMessage::new(T0, "romeo@example.net/r", jid, packet);
+                    store
+                        .write_messages(&user, vec![message], Quota::UNLIMITED, T0)
+                        .await
+                        .unwrap();
+                }
+                let module = OfflineModule::builder("localhost", store.clone())
+                    .domain("localhost".parse().unwrap())
+                    .clock(Arc::new(ManualClock::new(T0)))
+                    .build()
+                    .await
+                    .unwrap();
+                let held = module.count_held().await.unwrap();
+                module
+                    .remove_user(&Jid::new("u0@localhost").unwrap())
+                    .await
+                    .unwrap();
+                module.count_held().await.unwrap();
+                (held, snapshot_of(&snapshotter))
+            })
+    });
+    let bytes = 1_051 * packet.len() as u64;
+    assert_eq!(
+        held,
+        offline_module::Held {
+            users: 1_050,
+            messages: 1_051,
+            bytes
+        }
+    );
+    // The gauges show the last count: set, not added to.
+    assert_eq!(
+        held_gauges(&after_removal),
+        [
+            Some(&1_049),
+            Some(&1_049),
+            Some(&(bytes - 2 * packet.len() as u64))
+        ]
     );
 }

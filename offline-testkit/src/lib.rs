@@ -52,6 +52,11 @@ use std::sync::Arc;
 pub use fixture::{Fixture, StoreFactory};
 pub use model::{Model, ModelBackend};
 
+/// Compiles the backend-writing chapter's Rust examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/writing-a-backend.md")]
+struct WritingABackendDoctests;
+
 /// The runtime each case runs on: multi-threaded, so concurrency cases really race.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -46,6 +46,10 @@ pub struct ServerConfig {
     /// stored messages among them (`c2s_server.ping_timeout`, seconds, default 60); a client
     /// that does not answer in time is disconnected (`connection-timeout`).
     pub ping_timeout: Duration,
+    /// Where Prometheus scrapes the server's metrics, `mod_offline`'s under MongooseIM's
+    /// names among them (`c2s_server.metrics_listen`, an address and port); `None`: no
+    /// metrics endpoint.
+    pub metrics_listen: Option<SocketAddr>,
     /// Accounts by bare JID, with their passwords (`[c2s_server.accounts]`).
     pub accounts: BTreeMap<BareJid, String>,
     /// `mod_offline` and its storage, the domains (`general.hosts`), access rules.
@@ -57,6 +61,7 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    metrics_listen: Option<String>,
     certificate: Option<PathBuf>,
     private_key: Option<PathBuf>,
     max_stanza_size: Option<usize>,
@@ -92,13 +97,15 @@ impl ServerConfig {
             };
             ConfigError::new(key, e.into_inner().to_string())
         })?;
-        let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:5222");
-        let listen = listen.parse().map_err(|e| {
-            ConfigError::new(
-                "c2s_server.listen",
-                format!("`{listen}`: {e}: expected an address and port, as 127.0.0.1:5222"),
-            )
-        })?;
+        let listen = address(
+            "c2s_server.listen",
+            raw.listen.as_deref().unwrap_or("127.0.0.1:5222"),
+        )?;
+        let metrics_listen = raw
+            .metrics_listen
+            .as_deref()
+            .map(|text| address("c2s_server.metrics_listen", text))
+            .transpose()?;
         let tls_files = match (raw.certificate, raw.private_key) {
             (Some(certificate), Some(key)) => Some((certificate, key)),
             (None, None) => None,
@@ -163,6 +170,7 @@ impl ServerConfig {
         }
         Ok(Self {
             listen,
+            metrics_listen,
             tls_files,
             max_stanza_size,
             ping_timeout: Duration::from_secs(ping_timeout),
@@ -170,6 +178,16 @@ impl ServerConfig {
             offline,
         })
     }
+}
+
+/// Parses the address and port of `key`.
+fn address(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|e| {
+        ConfigError::new(
+            key,
+            format!("`{text}`: {e}: expected an address and port, as 127.0.0.1:5222"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -184,6 +202,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:5222");
         assert_eq!(config.accounts.len(), 2);
         assert!(config.tls_files.is_none());
+        assert!(config.metrics_listen.is_none());
     }
 
     #[test]
@@ -192,6 +211,10 @@ mod tests {
             ("[c2s_server]\nlisten = \"nowhere\"", "c2s_server.listen"),
             ("[c2s_server]\nlisten = 5222", "c2s_server.listen"),
             ("[c2s_server]\nport = 5222", "c2s_server.port"),
+            (
+                "[c2s_server]\nmetrics_listen = \"localhost\"",
+                "c2s_server.metrics_listen",
+            ),
             (
                 "[c2s_server]\nmax_stanza_size = 100",
                 "c2s_server.max_stanza_size",

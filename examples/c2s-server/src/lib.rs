@@ -27,6 +27,16 @@
 //!   is delivered again at the next login (at least once: a client that read a page and left
 //!   before answering the ping gets that page twice).
 //!
+//! # Metrics
+//!
+//! With `c2s_server.metrics_listen = "127.0.0.1:9125"`, the binary installs a Prometheus
+//! recorder serving `http://127.0.0.1:9125/metrics`: what the modules record as messages pass
+//! (`mod_offline_{backend}_count` and `_time` per `write_messages`/`pop_messages`,
+//! `sm_message_bounced_count`, stored, rejected, purged), under MongooseIM's names, and the
+//! `mod_offline_held_*` gauges counted every minute
+//! ([`count_held`](offline_module::OfflineModule::count_held)). The library installs no
+//! recorder: that is the binary's choice, as it is any server's.
+//!
 //! # Order of stored and live messages
 //!
 //! A user's gate (see `router`) makes a message either stored before the session became
@@ -72,9 +82,14 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use offline_module::offline_core::OfflineBackend;
-use offline_module::{ConfigError, ModuleError, OfflineModule, StorageConfig, open_backend};
+use offline_module::{
+    ConfigError, ModuleError, OfflineModule, StorageConfig, TIME_BUCKETS, describe_metrics,
+    open_backend,
+};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
@@ -84,6 +99,9 @@ pub use tls::self_signed_files;
 
 use auth::Accounts;
 use router::Router;
+
+/// How often what the stores hold is counted for the `mod_offline_held_*` gauges.
+const COUNT_HELD_EVERY: Duration = Duration::from_secs(60);
 
 /// Why the server cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +115,14 @@ pub enum Error {
     /// The TLS certificate or key cannot be used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The metrics endpoint cannot be served.
+    #[error("metrics on {listen}: {source}")]
+    Metrics {
+        /// The configured address.
+        listen: SocketAddr,
+        /// What went wrong.
+        source: BuildError,
+    },
     /// The listening socket cannot be opened.
     #[error("listening on {address}: {source}")]
     Listen {
@@ -168,6 +194,31 @@ impl Server {
     /// The `mod_offline` serving `domain`.
     pub fn module(&self, domain: &str) -> Option<Arc<OfflineModule>> {
         self.router.module(domain).cloned()
+    }
+
+    /// Installs a Prometheus recorder as the process's metrics recorder, serving at `listen`:
+    /// every metric the modules record, and their `mod_offline_held_*` gauges counted every
+    /// minute. Once per process: a second recorder is refused.
+    pub fn serve_metrics(&self, listen: SocketAddr) -> Result<(), Error> {
+        PrometheusBuilder::new()
+            .with_http_listener(listen)
+            .set_buckets_for_metric(Matcher::Suffix("_time".into()), TIME_BUCKETS)
+            .and_then(PrometheusBuilder::install)
+            .map_err(|source| Error::Metrics { listen, source })?;
+        describe_metrics();
+        let modules: Vec<Arc<OfflineModule>> = self.router.modules().cloned().collect();
+        tokio::spawn(async move {
+            let mut rounds = tokio::time::interval(COUNT_HELD_EVERY);
+            loop {
+                rounds.tick().await;
+                for module in &modules {
+                    if let Err(error) = module.count_held().await {
+                        tracing::warn!(host_type = module.host_type(), %error, "counting the store");
+                    }
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Serves clients until `shutdown` completes.

@@ -62,6 +62,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(listen) = config.metrics_listen {
+        if let Err(error) = server.serve_metrics(listen) {
+            eprintln!("c2s-server: {error}");
+            return ExitCode::FAILURE;
+        }
+        eprintln!("c2s-server: metrics on http://{listen}/metrics");
+    }
     let address = server
         .local_addr()
         .map_or_else(|_| config.listen.to_string(), |a| a.to_string());

@@ -121,6 +121,11 @@ impl Router {
         self.modules.get(domain)
     }
 
+    /// Every domain's module.
+    pub(crate) fn modules(&self) -> impl Iterator<Item = &Arc<OfflineModule>> {
+        self.modules.values()
+    }
+
     /// The accounts.
     pub(crate) fn accounts(&self) -> &Accounts {
         &self.accounts

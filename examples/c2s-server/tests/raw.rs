@@ -5,22 +5,20 @@
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use c2s_server::{Server, ServerConfig};
+use common::{BOB_PLAIN, HEADER, login_as, open, read_until};
 use offline_module::OfflineModule;
 use offline_module::jid::Jid;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
-    xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
 
 /// `\0alice\0alice-pw` in base64.
 const ALICE_PLAIN: &str = "AGFsaWNlAGFsaWNlLXB3";
-/// `\0bob\0bob-pw` in base64.
-const BOB_PLAIN: &str = "AGJvYgBib2ItcHc=";
 
 async fn server() -> std::net::SocketAddr {
     server_and_module().await.0
@@ -50,50 +48,9 @@ async fn server_and_module() -> (std::net::SocketAddr, Arc<OfflineModule>) {
     (address, module)
 }
 
-/// Connects and opens a stream; returns the socket and the features the server offered.
-async fn open(address: std::net::SocketAddr) -> (TcpStream, String) {
-    let mut socket = TcpStream::connect(address).await.unwrap();
-    socket.write_all(HEADER.as_bytes()).await.unwrap();
-    let features = read_until(&mut socket, "</stream:features>").await;
-    (socket, features)
-}
-
 /// Logs alice in as `desk`, up to the bound session.
 async fn login(address: std::net::SocketAddr) -> TcpStream {
     login_as(address, ALICE_PLAIN, "desk").await
-}
-
-/// Logs in with a PLAIN response and binds `resource`.
-async fn login_as(address: std::net::SocketAddr, plain: &str, resource: &str) -> TcpStream {
-    let (mut socket, _) = open(address).await;
-    let auth =
-        format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>");
-    socket.write_all(auth.as_bytes()).await.unwrap();
-    read_until(&mut socket, "success").await;
-    socket.write_all(HEADER.as_bytes()).await.unwrap();
-    read_until(&mut socket, "</stream:features>").await;
-    let bind = format!(
-        "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
-         <resource>{resource}</resource></bind></iq>"
-    );
-    socket.write_all(bind.as_bytes()).await.unwrap();
-    let bound = read_until(&mut socket, "</iq>").await;
-    assert!(bound.contains(&format!("/{resource}</jid>")), "{bound}");
-    socket
-}
-
-/// Reads until `text` has come, the connection closed, or nothing came for five seconds;
-/// returns all read.
-async fn read_until(socket: &mut TcpStream, text: &str) -> String {
-    let mut seen = String::new();
-    let mut buffer = [0u8; 4096];
-    while !seen.contains(text) {
-        match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buffer)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => seen.push_str(&String::from_utf8_lossy(&buffer[..n])),
-        }
-    }
-    seen
 }
 
 #[tokio::test]

@@ -17,10 +17,62 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
+/// One hour in µs.
+pub const HOUR: i64 = 3_600_000_000;
+
+/// Now, in µs since the epoch.
+pub fn now() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_micros()).unwrap()
+}
+
 /// A runtime for the library calls that seed and check the stores.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// A PostgreSQL database of the test's own, dropped when the test ends, passed or not.
+pub struct Database {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+        runtime().block_on(async {
+            if let Ok(mut admin) = AsyncPgConnection::establish(&self.admin_url).await {
+                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+                let _ = admin.batch_execute(&drop).await;
+            }
+        });
+    }
+}
+
+impl Database {
+    /// Creates a database of the test's own next to the one `url` names; returns it and its
+    /// URL.
+    pub fn create(runtime: &tokio::runtime::Runtime, url: &str) -> (Self, String) {
+        use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+        let name = format!("offline_cli_{:08x}", fastrand::u32(..));
+        runtime.block_on(async {
+            let mut admin = AsyncPgConnection::establish(url).await.unwrap();
+            admin
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+        });
+        let (base, _) = url.rsplit_once('/').unwrap();
+        let database_url = format!("{base}/{name}");
+        let database = Self {
+            admin_url: url.to_owned(),
+            name,
+        };
+        (database, database_url)
+    }
 }
