@@ -108,6 +108,8 @@ prepare_e2e_client() {
 prepare_environment() {
   say "system packages"
   install_packages libclang-dev
+  # The book's commands (offline-cli's book test) scrape the metrics endpoint with curl.
+  command -v curl >/dev/null 2>&1 || install_packages curl
   command -v pg_isready >/dev/null 2>&1 || install_packages postgresql-client
   command -v mariadb-admin >/dev/null 2>&1 || install_packages mariadb-client
 
