@@ -48,7 +48,13 @@ use crate::error::CliError;
 
 /// The operator's tool for the offline message store.
 #[derive(Debug, Parser)]
-#[command(name = "offlinectl", version, about)]
+#[command(
+    name = "offlinectl",
+    version,
+    about,
+    after_help = "Example: offlinectl count alice@localhost --config offline.toml\n\
+                  Every command's --help has its own (offlinectl help migrate)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -68,10 +68,18 @@ pub(crate) async fn run(args: ServeMetricsArgs) -> Result<(), CliError> {
             "no domain to cover: name them with --domain, or configure general.hosts".into(),
         ));
     }
-    let mut modules = Vec::with_capacity(domains.len());
+    // One module per host type, serving its domains: the gauges are per host type.
+    let mut modules: Vec<(OfflineModule, Vec<Domain>)> = Vec::new();
     for domain in domains {
         let opened = target.open(&domain, args.at.host_type.as_deref()).await?;
-        modules.push((domain, opened.module));
+        let host_type = opened.module.host_type();
+        match modules.iter_mut().find(|(m, _)| m.host_type() == host_type) {
+            Some((module, served)) => {
+                module.add_domain(domain.clone());
+                served.push(domain);
+            }
+            None => modules.push((opened.module, vec![domain])),
+        }
     }
     // The listener is bound now, but answers only once the first round is done: a scrape,
     // however early, finds the store counted.
@@ -103,15 +111,24 @@ pub(crate) async fn run(args: ServeMetricsArgs) -> Result<(), CliError> {
     }
 }
 
-/// One round: for each domain, the purges asked for, then the count. A failure is a line on
-/// stderr (and, for the count, `mod_offline_held_failed`); the next round tries again.
-async fn round(args: &ServeMetricsArgs, modules: &[(Domain, OfflineModule)]) {
-    for (domain, module) in modules {
-        purge_and_count(args, domain, module).await;
+/// One round: for each host type, the purges asked for on each of its domains, then the
+/// count. A failure is a line on stderr (and, for the count, `mod_offline_held_failed`); the
+/// next round tries again.
+async fn round(args: &ServeMetricsArgs, modules: &[(OfflineModule, Vec<Domain>)]) {
+    for (module, domains) in modules {
+        for domain in domains {
+            purge(args, domain, module).await;
+        }
+        if let Err(e) = module.count_held().await {
+            note(format!(
+                "offlinectl: {}: counting the store: {e}",
+                module.host_type()
+            ));
+        }
     }
 }
 
-async fn purge_and_count(args: &ServeMetricsArgs, domain: &Domain, module: &OfflineModule) {
+async fn purge(args: &ServeMetricsArgs, domain: &Domain, module: &OfflineModule) {
     if args.purge_expired
         && let Err(e) = module.remove_expired_messages(domain.as_str()).await
     {
@@ -123,9 +140,6 @@ async fn purge_and_count(args: &ServeMetricsArgs, domain: &Domain, module: &Offl
         && let Err(e) = module.remove_old_messages(domain.as_str(), days).await
     {
         note(format!("offlinectl: {domain}: removing old messages: {e}"));
-    }
-    if let Err(e) = module.count_held().await {
-        note(format!("offlinectl: {domain}: counting the store: {e}"));
     }
 }
 

@@ -343,6 +343,8 @@ impl Progress {
     fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish();
+            // The bar stays, and what follows starts on a line of its own.
+            note("");
         }
     }
 }

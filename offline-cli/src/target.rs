@@ -134,7 +134,8 @@ impl Target {
                 )));
             }
             let store = self.store(&StorageConfig::RocksDb(settings)).await?;
-            let module = OfflineModule::builder("offlinectl", Arc::clone(&store))
+            // Without a configuration, each domain is its own host type.
+            let module = OfflineModule::builder(domain.as_str(), Arc::clone(&store))
                 .domain(domain.clone())
                 .build()
                 .await?;

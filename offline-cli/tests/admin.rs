@@ -287,13 +287,9 @@ fn admin_commands_on_postgres() {
     let Some(url) = common::postgres_url() else {
         return;
     };
-    let domain = format!("cli{:08x}.example", fastrand::u32(..));
+    let domain = common::own_domain("cli");
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[general]\nhosts = [\"{domain}\", \"sub.{domain}\"]\n\
-         [modules.mod_offline]\nbackend = \"rdbms\"\n\
-         [modules.mod_offline.rdbms]\nurl = {url:?}\n"
-    );
+    let config = common::postgres_config(&url, &domain);
     std::fs::write(dir.path().join("pg.toml"), &config).unwrap();
     runtime().block_on(async {
         let parsed = OfflineConfig::from_toml_str(&config).unwrap();
@@ -366,4 +362,41 @@ fn configurations_offlinectl_cannot_serve_are_refused() {
         !dir.path().join("no").exists(),
         "a store was made at a mistyped path"
     );
+}
+
+/// Runs `offlinectl ARGS` on a pseudo-terminal (util-linux `script`), typing `answer`;
+/// returns the exit code and what the terminal showed.
+fn on_a_terminal(dir: &Path, args: &str, answer: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_offlinectl"));
+    let mut child = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux script runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (output.status.code(), stdout(&output))
+}
+
+#[test]
+fn a_removal_asks_on_a_terminal_and_only_yes_removes() {
+    let dir = seeded_rocksdb();
+    let (code, shown) = on_a_terminal(dir.path(), "remove-user alice@localhost", "n\n");
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(shown.contains("[y/N]"), "{shown}");
+    assert!(shown.contains("nothing removed"), "{shown}");
+    assert!(ok(offlinectl(dir.path(), &["count", "alice@localhost"])).contains(": 3 messages"));
+    let (code, shown) = on_a_terminal(dir.path(), "remove-domain localhost", "y\n");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("Removed 5 messages"), "{shown}");
+    assert!(ok(offlinectl(dir.path(), &["count", "alice@localhost"])).contains(": 0 messages"));
 }

@@ -65,25 +65,29 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The ```bash blocks of the book, with the file each is in.
-fn bash_blocks() -> Vec<(String, Vec<String>)> {
-    let mut files = vec![root().join("README.md")];
+/// The book's chapters, in name order.
+fn chapters() -> Vec<PathBuf> {
     let mut chapters: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|e| e == "md"))
         .collect();
     chapters.sort();
-    files.extend(chapters);
+    chapters
+}
+
+/// The blocks fenced as ```` ```{language} ```` in `files`, with the file each is in.
+fn blocks(files: &[PathBuf], language: &str) -> Vec<(String, Vec<String>)> {
+    let opening = format!("```{language}");
     let mut blocks = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
+        let text = std::fs::read_to_string(file).unwrap();
         let name = file.strip_prefix(root()).unwrap().display().to_string();
         let mut block: Option<Vec<String>> = None;
         for line in text.lines() {
             let fence = line.trim_start();
             match &mut block {
-                None if fence == "```bash" => block = Some(Vec::new()),
+                None if fence == opening => block = Some(Vec::new()),
                 Some(lines) if fence == "```" => {
                     blocks.push((name.clone(), std::mem::take(lines)));
                     block = None;
@@ -92,9 +96,16 @@ fn bash_blocks() -> Vec<(String, Vec<String>)> {
                 None => {}
             }
         }
-        assert!(block.is_none(), "{name}: a ```bash block is not closed");
+        assert!(block.is_none(), "{name}: a {opening} block is not closed");
     }
     blocks
+}
+
+/// The ```bash blocks of the README and the book.
+fn bash_blocks() -> Vec<(String, Vec<String>)> {
+    let mut files = vec![root().join("README.md")];
+    files.extend(chapters());
+    blocks(&files, "bash")
 }
 
 /// What the line runs, without a trailing comment.
@@ -283,6 +294,24 @@ fn the_summary_lists_every_chapter_and_only_chapters_that_exist() {
                 listed.contains(&name.as_str()),
                 "{name} is not in SUMMARY.md"
             );
+        }
+    }
+}
+
+#[test]
+fn every_toml_block_of_the_book_is_a_configuration_the_library_reads() {
+    let tomls = blocks(&chapters(), "toml");
+    assert!(!tomls.is_empty(), "no ```toml block found");
+    for (file, lines) in tomls {
+        let text = lines.join("\n");
+        // A fragment without [general] is read beside the smallest one.
+        let whole = if text.contains("[general]") {
+            text.clone()
+        } else {
+            format!("[general]\nhosts = [\"localhost\"]\n{text}")
+        };
+        if let Err(e) = offline_module::OfflineConfig::from_toml_str(&whole) {
+            panic!("{file}: this block is not read:\n{text}\n{e}");
         }
     }
 }

@@ -25,25 +25,23 @@ fn message(domain: &str, at: i64) -> NewMessage {
     )
 }
 
-/// alice@localhost: two messages and one expired; bob@localhost: one stored 40 days ago and
-/// one now; alice@sub.localhost: one stored 40 days ago.
-async fn seed(store: &dyn OfflineBackend) {
+/// alice@D: two messages and one expired; bob@D: one stored 40 days ago and one now;
+/// alice@sub.D: one stored 40 days ago.
+async fn seed(store: &dyn OfflineBackend, domain: &str) {
     let now = now();
-    let key = |jid: &str| -> UserKey { jid.parse().unwrap() };
+    let sub = format!("sub.{domain}");
+    let key = |jid: String| -> UserKey { jid.parse().unwrap() };
     let alice = vec![
-        message("localhost", now - HOUR),
-        message("localhost", now - HOUR).expires_at(now - 1),
-        message("localhost", now),
+        message(domain, now - HOUR),
+        message(domain, now - HOUR).expires_at(now - 1),
+        message(domain, now),
     ];
-    let bob = vec![
-        message("localhost", now - 40 * 24 * HOUR),
-        message("localhost", now),
-    ];
-    let neighbour = vec![message("sub.localhost", now - 40 * 24 * HOUR)];
+    let bob = vec![message(domain, now - 40 * 24 * HOUR), message(domain, now)];
+    let neighbour = vec![message(&sub, now - 40 * 24 * HOUR)];
     for (user, batch) in [
-        ("alice@localhost", alice),
-        ("bob@localhost", bob),
-        ("alice@sub.localhost", neighbour),
+        (format!("alice@{domain}"), alice),
+        (format!("bob@{domain}"), bob),
+        (format!("alice@{sub}"), neighbour),
     ] {
         store
             .write_messages(&key(user), batch, Quota::UNLIMITED, now - 40 * 24 * HOUR)
@@ -52,11 +50,12 @@ async fn seed(store: &dyn OfflineBackend) {
     }
 }
 
-/// A directory with `offline.toml` naming a seeded RocksDB store in it.
-fn seeded_rocksdb() -> tempfile::TempDir {
+/// A directory with `offline.toml` naming a seeded RocksDB store in it, with `general`'s
+/// `key = value` (the domains or host types).
+fn seeded_rocksdb_with(general: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "[general]\nhosts = [\"localhost\", \"sub.localhost\"]\n\
+        "[general]\n{general}\n\
          [modules.mod_offline]\nbackend = \"rocksdb\"\n\
          [modules.mod_offline.rocksdb]\npath = {:?}\n",
         dir.path().join("store").to_str().unwrap()
@@ -64,10 +63,15 @@ fn seeded_rocksdb() -> tempfile::TempDir {
     std::fs::write(dir.path().join("offline.toml"), &config).unwrap();
     runtime().block_on(async {
         let parsed = OfflineConfig::from_toml_str(&config).unwrap();
-        let storage = parsed.for_host("localhost").storage.clone().unwrap();
-        seed(open_backend(&storage).await.unwrap().as_ref()).await;
+        let storage = parsed.global.storage.clone().unwrap();
+        seed(open_backend(&storage).await.unwrap().as_ref(), "localhost").await;
     });
     dir
+}
+
+/// Seeded, serving localhost and sub.localhost as host types of their own.
+fn seeded_rocksdb() -> tempfile::TempDir {
+    seeded_rocksdb_with("hosts = [\"localhost\", \"sub.localhost\"]")
 }
 
 /// A port nothing listens on now.
@@ -150,12 +154,12 @@ fn scrape_until(port: u16, expected: &[&str]) -> String {
     }
 }
 
-#[test]
-fn held_counts_and_scheduled_purges_are_served_under_mongooseim_names() {
-    let dir = seeded_rocksdb();
+/// Serves `dir`'s store with scheduled purges and checks the exposition for `domain` and
+/// `sub.{domain}` (seeded by `seed`); `extra` are further arguments (`--config`).
+fn purges_and_counts_are_served(dir: &Path, domain: &str, extra: &[&str]) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let args = [
+    let mut args = vec![
         "serve-metrics",
         "--listen",
         &listen,
@@ -165,24 +169,28 @@ fn held_counts_and_scheduled_purges_are_served_under_mongooseim_names() {
         "--delete-old-days",
         "30",
     ];
-    let child = offlinectl(dir.path(), &args)
+    args.extend_from_slice(extra);
+    let child = offlinectl(dir, &args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let serving = Serving(child);
-    let exposition = scrape_until(
-        port,
-        &[
-            // alice keeps two of three, bob one of two; the neighbour domain is its own.
-            r#"mod_offline_held_users{host_type="localhost"} 2"#,
-            r#"mod_offline_held_messages{host_type="localhost"} 3"#,
-            r#"mod_offline_held_messages{host_type="sub.localhost"} 0"#,
-            r#"mod_offline_purged_count{host_type="localhost",reason="expired"} 1"#,
-            r#"mod_offline_purged_count{host_type="localhost",reason="old"} 1"#,
-            r#"mod_offline_purged_count{host_type="sub.localhost",reason="old"} 1"#,
-        ],
-    );
+    let line = |metric: &str, host: &str, labels: &str, value: u64| {
+        format!("{metric}{{host_type=\"{host}\"{labels}}} {value}")
+    };
+    let sub = format!("sub.{domain}");
+    let expected = [
+        // alice keeps two of three, bob one of two; the neighbour domain is its own.
+        line("mod_offline_held_users", domain, "", 2),
+        line("mod_offline_held_messages", domain, "", 3),
+        line("mod_offline_held_messages", &sub, "", 0),
+        line("mod_offline_purged_count", domain, ",reason=\"expired\"", 1),
+        line("mod_offline_purged_count", domain, ",reason=\"old\"", 1),
+        line("mod_offline_purged_count", &sub, ",reason=\"old\"", 1),
+    ];
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    let exposition = scrape_until(port, &expected);
     assert!(
         exposition.contains("# TYPE mod_offline_held_messages gauge"),
         "{exposition}"
@@ -198,6 +206,12 @@ fn held_counts_and_scheduled_purges_are_served_under_mongooseim_names() {
         stdout.starts_with(&format!("Serving metrics on http://{listen}/metrics")),
         "{stdout}"
     );
+}
+
+#[test]
+fn held_counts_and_scheduled_purges_are_served_under_mongooseim_names() {
+    let dir = seeded_rocksdb();
+    purges_and_counts_are_served(dir.path(), "localhost", &[]);
     // The store is closed on the way out: another process opens it.
     let count = offlinectl(dir.path(), &["count", "alice@localhost"])
         .output()
@@ -205,6 +219,64 @@ fn held_counts_and_scheduled_purges_are_served_under_mongooseim_names() {
     assert_eq!(
         String::from_utf8_lossy(&count.stdout),
         "alice@localhost: 2 messages, 140 bytes\n"
+    );
+}
+
+#[test]
+fn held_counts_and_scheduled_purges_on_postgres() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let domain = common::own_domain("metrics");
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::postgres_config(&url, &domain);
+    std::fs::write(dir.path().join("pg.toml"), &config).unwrap();
+    let storage = OfflineConfig::from_toml_str(&config)
+        .unwrap()
+        .global
+        .storage
+        .unwrap();
+    runtime().block_on(async {
+        seed(open_backend(&storage).await.unwrap().as_ref(), &domain).await;
+    });
+    purges_and_counts_are_served(dir.path(), &domain, &["--config", "pg.toml"]);
+    runtime().block_on(async {
+        let store = open_backend(&storage).await.unwrap();
+        for d in [domain.clone(), format!("sub.{domain}")] {
+            store.remove_domain(&d.parse().unwrap()).await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn the_domains_of_one_host_type_are_counted_together() {
+    let dir = seeded_rocksdb_with("host_types = [\"tenant\"]");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "serve-metrics",
+        "--listen",
+        &listen,
+        "--host-type",
+        "tenant",
+        "--domain",
+        "localhost",
+        "--domain",
+        "sub.localhost",
+    ];
+    let child = offlinectl(dir.path(), &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _serving = Serving(child);
+    // alice and bob of localhost, alice of sub.localhost; nothing purged.
+    scrape_until(
+        port,
+        &[
+            r#"mod_offline_held_users{host_type="tenant"} 3"#,
+            r#"mod_offline_held_messages{host_type="tenant"} 6"#,
+        ],
     );
 }
 

@@ -201,3 +201,8 @@ impl OfflineBackend for DieselBackend {
         on_store!(self, s => s.remove_domain(domain).await)
     }
 }
+
+/// Compiles the RDBMS chapter's Rust examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/rdbms.md")]
+struct RdbmsChapterDoctests;

@@ -5,7 +5,7 @@
 //!
 //! | Prometheus name | type | labels | when |
 //! |---|---|---|---|
-//! | `mod_offline_{backend}_count` | counter | `host_type`, `function` | a `pop_messages` or `write_messages` backend call |
+//! | `mod_offline_{backend}_count` | counter | `host_type`, `function` | a `pop_messages` or `write_messages` backend call (MongooseIM's), or a `fetch_messages` or `remove_messages` one (the paged delivery, listings, exports) |
 //! | `mod_offline_{backend}_time` | histogram (µs) | `host_type`, `function` | its duration |
 //! | `sm_message_bounced_count` | counter | `host_type` | a 503 "Bounce offline message" reply |
 //! | `mod_offline_stored_count` | counter | `host_type` | a message stored |
@@ -50,12 +50,12 @@ pub fn describe_metrics() {
         metrics::describe_counter!(
             format!("mod_offline_{backend}_count"),
             Unit::Count,
-            "Calls of the backend's pop_messages or write_messages (label function)"
+            "Calls of the backend's functions (label function)"
         );
         metrics::describe_histogram!(
             format!("mod_offline_{backend}_time"),
             Unit::Microseconds,
-            "Duration of the backend's pop_messages or write_messages calls (label function)"
+            "Duration of the backend's function calls (label function)"
         );
     }
     let counters = [
@@ -275,13 +275,16 @@ fn micros(elapsed: Duration) -> f64 {
 }
 
 /// A backend decorator recording MongooseIM's backend metrics (count and time of
-/// `pop_messages` and `write_messages`) around any backend. Their names and labels are built
+/// `pop_messages` and `write_messages`) around any backend, and the same of `fetch_messages`
+/// and `remove_messages` (the paged, at-least-once delivery; listings and exports). Their names and labels are built
 /// when it is made.
 #[derive(Debug)]
 pub struct InstrumentedBackend {
     inner: Arc<dyn OfflineBackend>,
     writes: CallMetrics,
     pops: CallMetrics,
+    fetches: CallMetrics,
+    removals: CallMetrics,
 }
 
 impl InstrumentedBackend {
@@ -291,6 +294,8 @@ impl InstrumentedBackend {
         Self {
             writes: instrumentation.backend_call(backend, "write_messages"),
             pops: instrumentation.backend_call(backend, "pop_messages"),
+            fetches: instrumentation.backend_call(backend, "fetch_messages"),
+            removals: instrumentation.backend_call(backend, "remove_messages"),
             inner,
         }
     }
@@ -329,11 +334,17 @@ impl OfflineBackend for InstrumentedBackend {
         limit: Option<usize>,
         now: i64,
     ) -> Result<Vec<StoredMessage>> {
-        self.inner.fetch_messages(user, after, limit, now).await
+        let started = Instant::now();
+        let result = self.inner.fetch_messages(user, after, limit, now).await;
+        self.fetches.record(started);
+        result
     }
 
     async fn remove_messages(&self, user: &UserKey, seqs: &[u64]) -> Result<u64> {
-        self.inner.remove_messages(user, seqs).await
+        let started = Instant::now();
+        let result = self.inner.remove_messages(user, seqs).await;
+        self.removals.record(started);
+        result
     }
 
     async fn count_messages(&self, user: &UserKey) -> Result<QueueStats> {

@@ -273,3 +273,28 @@ fn held_gauges_count_every_user_of_the_served_domains_only() {
         ]
     );
 }
+
+#[test]
+fn the_paged_delivery_is_counted_as_fetches_and_removals() {
+    let seen = observe(
+        MetricNames::Prometheus,
+        ModuleOptions::default(),
+        async |module| {
+            let (alice, bob) = (
+                Jid::new("alice@localhost/r").unwrap(),
+                Jid::new("bob@localhost/desk").unwrap(),
+            );
+            let _ = module.offline_message(&alice, &bob, &chat("1")).await;
+            let page = module.pending_messages(&bob, None, 50).await.unwrap();
+            assert_eq!(page.seqs.len(), 1);
+            module.remove_delivered(&bob, &page.seqs).await.unwrap();
+        },
+    );
+    for function in ["fetch_messages", "remove_messages"] {
+        for metric in ["count", "time"] {
+            let name =
+                format!("mod_offline_mem_{metric}{{host_type=localhost,function={function}}}");
+            assert_eq!(seen.get(&name), Some(&1), "{name} in {seen:#?}");
+        }
+    }
+}

@@ -50,6 +50,10 @@ pub struct ServerConfig {
     /// names among them (`c2s_server.metrics_listen`, an address and port); `None`: no
     /// metrics endpoint.
     pub metrics_listen: Option<SocketAddr>,
+    /// How often every domain's expired messages are removed (`c2s_server.purge_expired_every`,
+    /// seconds); `None`: never by the server (MongooseIM's operators run
+    /// `deleteExpiredMessages` themselves, which on RocksDB needs the server stopped).
+    pub purge_expired_every: Option<Duration>,
     /// Accounts by bare JID, with their passwords (`[c2s_server.accounts]`).
     pub accounts: BTreeMap<BareJid, String>,
     /// `mod_offline` and its storage, the domains (`general.hosts`), access rules.
@@ -66,6 +70,7 @@ struct RawServer {
     private_key: Option<PathBuf>,
     max_stanza_size: Option<usize>,
     ping_timeout: Option<u64>,
+    purge_expired_every: Option<u64>,
     #[serde(default)]
     accounts: BTreeMap<String, String>,
 }
@@ -168,9 +173,19 @@ impl ServerConfig {
                 "0 seconds: expected at least 1",
             ));
         }
+        let purge_expired_every = match raw.purge_expired_every {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "c2s_server.purge_expired_every",
+                    "0 seconds: expected at least 1",
+                ));
+            }
+            seconds => seconds.map(Duration::from_secs),
+        };
         Ok(Self {
             listen,
             metrics_listen,
+            purge_expired_every,
             tls_files,
             max_stanza_size,
             ping_timeout: Duration::from_secs(ping_timeout),
@@ -214,6 +229,10 @@ mod tests {
             (
                 "[c2s_server]\nmetrics_listen = \"localhost\"",
                 "c2s_server.metrics_listen",
+            ),
+            (
+                "[c2s_server]\npurge_expired_every = 0",
+                "c2s_server.purge_expired_every",
             ),
             (
                 "[c2s_server]\nmax_stanza_size = 100",

@@ -37,6 +37,11 @@
 //! ([`count_held`](offline_module::OfflineModule::count_held)). The library installs no
 //! recorder: that is the binary's choice, as it is any server's.
 //!
+//! With `c2s_server.purge_expired_every = 3600`, every domain's expired messages are removed
+//! every hour by the server itself
+//! ([`Server::purge_expired_every`]): a RocksDB store admits no second process, so an
+//! `offlinectl delete-expired` run beside the server would find it locked.
+//!
 //! # Order of stored and live messages
 //!
 //! A user's gate (see `router`) makes a message either stored before the session became
@@ -219,6 +224,30 @@ impl Server {
             }
         });
         Ok(())
+    }
+
+    /// Removes every domain's expired messages every `every`, on a task of its own: the
+    /// scheduled purge, inside the process that holds the store (a RocksDB store admits no
+    /// second process). A failure is logged; the next round tries again.
+    pub fn purge_expired_every(&self, every: Duration) {
+        let domains: Vec<(String, Arc<OfflineModule>)> = self
+            .router
+            .domains()
+            .filter_map(|domain| Some((domain.to_owned(), Arc::clone(self.router.module(domain)?))))
+            .collect();
+        tokio::spawn(async move {
+            let mut rounds = tokio::time::interval(every);
+            loop {
+                rounds.tick().await;
+                for (domain, module) in &domains {
+                    match module.remove_expired_messages(domain).await {
+                        Ok(0) => {}
+                        Ok(removed) => info!(%domain, removed, "expired messages removed"),
+                        Err(error) => warn!(%domain, %error, "removing expired messages"),
+                    }
+                }
+            }
+        });
     }
 
     /// Serves clients until `shutdown` completes.

@@ -69,6 +69,13 @@ async fn main() -> ExitCode {
         }
         eprintln!("c2s-server: metrics on http://{listen}/metrics");
     }
+    if let Some(every) = config.purge_expired_every {
+        server.purge_expired_every(every);
+        eprintln!(
+            "c2s-server: expired messages removed every {} s",
+            every.as_secs()
+        );
+    }
     let address = server
         .local_addr()
         .map_or_else(|_| config.listen.to_string(), |a| a.to_string());

@@ -28,6 +28,20 @@ pub fn now() -> i64 {
     i64::try_from(since.as_micros()).unwrap()
 }
 
+/// A domain of the test's own on a shared database, named after `prefix`.
+pub fn own_domain(prefix: &str) -> String {
+    format!("{prefix}{:08x}.example", fastrand::u32(..))
+}
+
+/// A configuration serving `domain` and `sub.{domain}` on the PostgreSQL database at `url`.
+pub fn postgres_config(url: &str, domain: &str) -> String {
+    format!(
+        "[general]\nhosts = [\"{domain}\", \"sub.{domain}\"]\n\
+         [modules.mod_offline]\nbackend = \"rdbms\"\n\
+         [modules.mod_offline.rdbms]\nurl = {url:?}\n"
+    )
+}
+
 /// A runtime for the library calls that seed and check the stores.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
