@@ -42,7 +42,8 @@ mod target;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::error::CliError;
 
@@ -94,8 +95,33 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// clap's error as one line: its first, without the `error: ` prefix, and the command whose
+/// `--help` tells more (the subcommand named on the command line, if any).
+fn usage_error(rendered: &str) -> String {
+    let first = rendered.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let command = std::env::args()
+        .nth(1)
+        .and_then(|name| {
+            let cli = Cli::command();
+            let sub = cli.find_subcommand(&name)?;
+            Some(format!("offlinectl {}", sub.get_name()))
+        })
+        .unwrap_or_else(|| "offlinectl".to_owned());
+    format!("offlinectl: {first} (see {command} --help)")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() || e.kind() == DisplayHelpOnMissingArgumentOrSubcommand => {
+            e.exit()
+        }
+        Err(e) => {
+            output::note(usage_error(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -308,14 +308,19 @@ struct Progress {
 impl Progress {
     fn new(total: u64) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = if total > 0 {
-                ProgressBar::new(total)
+            // A copy knows how many messages there are; an import reads rows until the end.
+            let (bar, template) = if total > 0 {
+                (
+                    ProgressBar::new(total),
+                    "[{bar:30}] {pos}/{len} messages, {per_sec}, {elapsed_precise}, eta {eta}",
+                )
             } else {
-                ProgressBar::new_spinner()
+                (
+                    ProgressBar::new_spinner(),
+                    "{spinner} {pos} rows read, {per_sec}, {elapsed_precise}",
+                )
             };
-            if let Ok(style) = ProgressStyle::with_template(
-                "[{bar:30}] {pos}/{len} messages, {per_sec}, {elapsed_precise}, eta {eta}",
-            ) {
+            if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar

@@ -400,3 +400,32 @@ fn a_removal_asks_on_a_terminal_and_only_yes_removes() {
     assert!(shown.contains("Removed 5 messages"), "{shown}");
     assert!(ok(offlinectl(dir.path(), &["count", "alice@localhost"])).contains(": 0 messages"));
 }
+
+#[test]
+fn usage_errors_are_one_line_pointing_at_the_command_s_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, what, help) in [
+        (
+            &["count", "alice@localhost", "--bogus"][..],
+            "'--bogus'",
+            "(see offlinectl count --help)",
+        ),
+        (
+            &["delete-old", "--domain", "localhost", "--days", "0"][..],
+            "--days",
+            "(see offlinectl delete-old --help)",
+        ),
+        (&["countt"][..], "'countt'", "(see offlinectl --help)"),
+    ] {
+        let output = offlinectl(dir.path(), args);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.starts_with("offlinectl: "), "{text}");
+        assert!(text.contains(what) && text.contains(help), "{text}");
+    }
+    // Help itself is not an error.
+    let help = offlinectl(dir.path(), &["count", "--help"]);
+    assert!(help.status.success());
+    assert!(stdout(&help).contains("Example: offlinectl count"));
+}
