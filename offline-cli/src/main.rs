@@ -98,17 +98,26 @@ enum Command {
 /// clap's error as one line: its first, without the `error: ` prefix, and the command whose
 /// `--help` tells more (the subcommand named on the command line, if any).
 fn usage_error(rendered: &str) -> String {
-    let first = rendered.lines().next().unwrap_or_default();
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    let command = std::env::args()
+    let mut lines = rendered.lines();
+    let first = lines.next().unwrap_or_default();
+    let mut what = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+    // "the following required arguments were not provided:" names them on the lines below.
+    if what.ends_with(':') {
+        for named in lines.take_while(|line| line.starts_with(' ')) {
+            what.push(' ');
+            what.push_str(named.trim());
+        }
+    }
+    let command = std::env::args_os()
         .nth(1)
         .and_then(|name| {
+            let name = name.into_string().ok()?;
             let cli = Cli::command();
             let sub = cli.find_subcommand(&name)?;
             Some(format!("offlinectl {}", sub.get_name()))
         })
         .unwrap_or_else(|| "offlinectl".to_owned());
-    format!("offlinectl: {first} (see {command} --help)")
+    format!("offlinectl: {what} (see {command} --help)")
 }
 
 fn main() -> ExitCode {

@@ -125,6 +125,12 @@ impl Target {
             why,
         };
         let Some((config, path)) = &self.config else {
+            if let Some(host_type) = host_type {
+                return Err(CliError::Usage(format!(
+                    "--host-type {host_type}: host types come from a configuration \
+                     ({DEFAULT_CONFIG} or --config)"
+                )));
+            }
             // No configuration names the domains: any is taken.
             let settings = RocksDbSettings::default();
             if !settings.path.exists() {

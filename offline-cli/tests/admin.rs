@@ -416,6 +416,7 @@ fn usage_errors_are_one_line_pointing_at_the_command_s_help() {
             "(see offlinectl delete-old --help)",
         ),
         (&["countt"][..], "'countt'", "(see offlinectl --help)"),
+        (&["count"][..], "<JID>", "(see offlinectl count --help)"),
     ] {
         let output = offlinectl(dir.path(), args);
         let text = stderr(&output);
@@ -424,6 +425,13 @@ fn usage_errors_are_one_line_pointing_at_the_command_s_help() {
         assert!(text.starts_with("offlinectl: "), "{text}");
         assert!(text.contains(what) && text.contains(help), "{text}");
     }
+    // Bytes that are not UTF-8 are an argument error too, not a crash.
+    let output = Command::new(env!("CARGO_BIN_EXE_offlinectl"))
+        .arg(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
     // Help itself is not an error.
     let help = offlinectl(dir.path(), &["count", "--help"]);
     assert!(help.status.success());

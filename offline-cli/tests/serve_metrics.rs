@@ -315,6 +315,21 @@ fn wrong_options_and_a_busy_address_are_clear_errors() {
         2,
         "--domain",
     );
+    // Host types come from a configuration.
+    fails(
+        empty.path(),
+        &[
+            "serve-metrics",
+            "--listen",
+            &free,
+            "--host-type",
+            "tenant",
+            "--domain",
+            "localhost",
+        ],
+        2,
+        "--host-type tenant",
+    );
     // An address in use.
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
