@@ -145,18 +145,16 @@ pub(crate) struct RemoveDomainArgs {
 pub(crate) async fn count(args: UserArgs) -> Result<(), CliError> {
     let opened = open(&args.at, &args.jid.key.domain()).await?;
     let held = opened.store.count_messages(&args.jid.key).await?;
-    let mut out = std::io::stdout().lock();
     if args.json {
-        let value = json!({"jid": args.jid.key.to_string(), "messages": held.messages, "bytes": held.bytes});
-        writeln!(out, "{value}")?;
+        say(
+            json!({"jid": args.jid.key.to_string(), "messages": held.messages, "bytes": held.bytes}),
+        )
     } else {
-        writeln!(
-            out,
+        say(format_args!(
             "{}: {} messages, {} bytes",
             args.jid.key, held.messages, held.bytes
-        )?;
+        ))
     }
-    Ok(())
 }
 
 /// `offlinectl list`.
@@ -181,18 +179,14 @@ pub(crate) async fn list(args: ListArgs) -> Result<(), CliError> {
 pub(crate) async fn pop(args: UserArgs) -> Result<(), CliError> {
     let opened = open(&args.at, &args.jid.key.domain()).await?;
     // At the earliest time nothing has expired: every message held.
-    let held = opened
+    let mut held = opened
         .store
         .fetch_messages(&args.jid.key, None, None, i64::MIN)
         .await?;
-    let now = now();
-    let live: Vec<StoredMessage> = held
-        .iter()
-        .filter(|m| !m.message.is_expired(now))
-        .cloned()
-        .collect();
-    print_messages(&live, args.json)?;
     let seqs: Vec<u64> = held.iter().map(|m| m.seq).collect();
+    let now = now();
+    held.retain(|m| !m.message.is_expired(now));
+    print_messages(&held, args.json)?;
     opened.store.remove_messages(&args.jid.key, &seqs).await?;
     Ok(())
 }
@@ -248,16 +242,14 @@ pub(crate) async fn remove_domain(args: RemoveDomainArgs) -> Result<(), CliError
 pub(crate) async fn export(args: UserArgs) -> Result<(), CliError> {
     let opened = open(&args.at, &args.jid.key.domain()).await?;
     let rows = opened.module.personal_data(&args.jid.jid).await?;
-    let stdout = std::io::stdout().lock();
     if args.json {
         let rows: Vec<_> = rows
             .iter()
             .map(|r| json!({"timestamp": r.timestamp, "from": r.from, "to": r.to, "packet": r.packet}))
             .collect();
-        let mut out = stdout;
-        writeln!(out, "{}", serde_json::Value::Array(rows))?;
-        return Ok(());
+        return say(serde_json::Value::Array(rows));
     }
+    let stdout = std::io::stdout().lock();
     let mut csv = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(stdout);

@@ -57,7 +57,7 @@ fn interval(text: &str) -> Result<Duration, String> {
 
 /// `offlinectl serve-metrics`.
 pub(crate) async fn run(args: ServeMetricsArgs) -> Result<(), CliError> {
-    let target = Target::load(args.at.config.as_deref())?;
+    let mut target = Target::load(args.at.config.as_deref())?;
     let domains = if args.domains.is_empty() {
         target.hosts()
     } else {

@@ -2,11 +2,11 @@
 //! embedded RocksDB under `./data` without a configuration), and `mod_offline` over it.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use offline_module::offline_core::{Domain, OfflineBackend};
 use offline_module::{
-    ModuleError, OfflineConfig, OfflineModule, RocksDbSettings, StorageConfig, open_backend,
+    ModuleError, OfflineConfig, OfflineModule, RocksDbSettings, StorageConfig, open_once,
 };
 
 use crate::error::CliError;
@@ -20,7 +20,7 @@ pub(crate) struct Target {
     config: Option<(OfflineConfig, PathBuf)>,
     /// The stores opened so far: domains sharing a storage configuration share a store (a
     /// RocksDB directory opens once per process).
-    stores: Mutex<Vec<(StorageConfig, Arc<dyn OfflineBackend>)>>,
+    stores: Vec<(StorageConfig, Arc<dyn OfflineBackend>)>,
 }
 
 /// Refuses a store `offlinectl` cannot act on: the memory store (it lives inside the
@@ -73,7 +73,7 @@ impl Target {
         };
         Ok(Self {
             config,
-            stores: Mutex::default(),
+            stores: Vec::new(),
         })
     }
 
@@ -90,33 +90,12 @@ impl Target {
             .collect()
     }
 
-    /// The store `storage` names, opened once.
-    async fn store(&self, storage: &StorageConfig) -> Result<Arc<dyn OfflineBackend>, CliError> {
-        let opened = |stores: &Vec<(StorageConfig, Arc<dyn OfflineBackend>)>| {
-            stores
-                .iter()
-                .find(|(s, _)| s == storage)
-                .map(|(_, store)| Arc::clone(store))
-        };
-        if let Some(store) = opened(&self.stores.lock().unwrap_or_else(PoisonError::into_inner)) {
-            return Ok(store);
-        }
-        let store = open_backend(storage).await?;
-        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
-        // Another caller may have opened it meanwhile: keep one.
-        if let Some(store) = opened(&stores) {
-            return Ok(store);
-        }
-        stores.push((storage.clone(), Arc::clone(&store)));
-        Ok(store)
-    }
-
     /// Opens the store holding `domain`'s messages and `mod_offline` serving `domain` on it:
     /// the host type of `general.hosts` that is `domain`, or `host_type` (one of
     /// `general.host_types`) with `domain` added. Without a configuration, the embedded
     /// RocksDB store, for any domain.
     pub(crate) async fn open(
-        &self,
+        &mut self,
         domain: &Domain,
         host_type: Option<&str>,
     ) -> Result<Opened, CliError> {
@@ -139,7 +118,7 @@ impl Target {
                     settings.path.display()
                 )));
             }
-            let store = self.store(&StorageConfig::RocksDb(settings)).await?;
+            let store = open_once(&mut self.stores, &StorageConfig::RocksDb(settings)).await?;
             // Without a configuration, each domain is its own host type.
             let module = OfflineModule::builder(domain.as_str(), Arc::clone(&store))
                 .domain(domain.clone())
@@ -169,7 +148,7 @@ impl Target {
             .clone()
             .ok_or_else(|| unknown(format!("mod_offline is not enabled for `{host}`")))?;
         usable(&storage, path, true)?;
-        let store = self.store(&storage).await?;
+        let store = open_once(&mut self.stores, &storage).await?;
         let module = OfflineModule::from_config(host, config)
             .map_err(ModuleError::from)?
             .store(Arc::clone(&store))

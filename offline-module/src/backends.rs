@@ -32,6 +32,21 @@ pub async fn open_backend(storage: &StorageConfig) -> Result<Arc<dyn OfflineBack
     }
 }
 
+/// The store `storage` names, from `opened` if it is there already, else opened with
+/// [`open_backend`] and kept in `opened`: the host types of one process that share a storage
+/// configuration share one store (a RocksDB directory opens once per process).
+pub async fn open_once(
+    opened: &mut Vec<(StorageConfig, Arc<dyn OfflineBackend>)>,
+    storage: &StorageConfig,
+) -> Result<Arc<dyn OfflineBackend>, ModuleError> {
+    if let Some((_, store)) = opened.iter().find(|(s, _)| s == storage) {
+        return Ok(Arc::clone(store));
+    }
+    let store = open_backend(storage).await?;
+    opened.push((storage.clone(), Arc::clone(&store)));
+    Ok(store)
+}
+
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 async fn rdbms(settings: &crate::RdbmsSettings) -> Result<Arc<dyn OfflineBackend>, ModuleError> {
     use offline_diesel::{DieselBackend, DieselConfig, OpenError};

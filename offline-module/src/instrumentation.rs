@@ -42,63 +42,85 @@ pub const TIME_BUCKETS: &[f64] = &[
 /// The backend names that appear in metric names (`mod_offline_{backend}_…`).
 const BACKENDS: [&str; 3] = ["mem", "rocksdb", "rdbms"];
 
+// The events this module counts, each with the help text of its `count` metric.
+const BOUNCED: (&str, &str) = ("sm_message_bounced", "Offline messages bounced with 503");
+const STORED: (&str, &str) = ("mod_offline_stored", "Messages stored");
+const REJECTED: (&str, &str) = (
+    "mod_offline_rejected",
+    "Messages refused with an error reply (label reason)",
+);
+const EXPIRED_DROPPED: (&str, &str) = (
+    "mod_offline_expired_dropped",
+    "Messages dropped because they had expired",
+);
+const PURGED: (&str, &str) = (
+    "mod_offline_purged",
+    "Messages removed by purges and hooks (label reason)",
+);
+const HELD_FAILED: (&str, &str) = (
+    "mod_offline_held_failed",
+    "Counts of what the store holds that failed",
+);
+// The event of the held gauges, and each gauge with its unit and help text.
+const HELD: &str = "mod_offline_held";
+const HELD_GAUGES: [(&str, metrics::Unit, &str); 3] = [
+    (
+        "users",
+        metrics::Unit::Count,
+        "Users with messages in the store, at the last count",
+    ),
+    (
+        "messages",
+        metrics::Unit::Count,
+        "Messages in the store (expired ones not yet purged included), at the last count",
+    ),
+    (
+        "bytes",
+        metrics::Unit::Bytes,
+        "Bytes of the packets in the store, at the last count",
+    ),
+];
+
+/// The Prometheus name of an event's `metric`.
+fn prometheus_name(event: &str, metric: &str) -> String {
+    format!("{event}_{metric}")
+}
+
+/// The event of a backend's call metrics.
+fn backend_event(backend: &str) -> String {
+    format!("mod_offline_{backend}")
+}
+
 /// Gives the installed recorder the unit and help text of every metric of this module, under
 /// its Prometheus name. Call it once, after installing the recorder.
 pub fn describe_metrics() {
     use metrics::Unit;
     for backend in BACKENDS {
+        let event = backend_event(backend);
         metrics::describe_counter!(
-            format!("mod_offline_{backend}_count"),
+            prometheus_name(&event, "count"),
             Unit::Count,
             "Calls of the backend's functions (label function)"
         );
         metrics::describe_histogram!(
-            format!("mod_offline_{backend}_time"),
+            prometheus_name(&event, "time"),
             Unit::Microseconds,
             "Duration of the backend's function calls (label function)"
         );
     }
-    let counters = [
-        (
-            "sm_message_bounced_count",
-            "Offline messages bounced with 503",
-        ),
-        ("mod_offline_stored_count", "Messages stored"),
-        (
-            "mod_offline_rejected_count",
-            "Messages refused with an error reply (label reason)",
-        ),
-        (
-            "mod_offline_expired_dropped_count",
-            "Messages dropped because they had expired",
-        ),
-        (
-            "mod_offline_purged_count",
-            "Messages removed by purges and hooks (label reason)",
-        ),
-        (
-            "mod_offline_held_failed_count",
-            "Counts of what the store holds that failed",
-        ),
-    ];
-    for (name, help) in counters {
-        metrics::describe_counter!(name, Unit::Count, help);
+    for (event, help) in [
+        BOUNCED,
+        STORED,
+        REJECTED,
+        EXPIRED_DROPPED,
+        PURGED,
+        HELD_FAILED,
+    ] {
+        metrics::describe_counter!(prometheus_name(event, "count"), Unit::Count, help);
     }
-    metrics::describe_gauge!(
-        "mod_offline_held_users",
-        Unit::Count,
-        "Users with messages in the store, at the last count"
-    );
-    metrics::describe_gauge!(
-        "mod_offline_held_messages",
-        Unit::Count,
-        "Messages in the store (expired ones not yet purged included), at the last count"
-    );
-    metrics::describe_gauge!(
-        "mod_offline_held_bytes",
-        Unit::Bytes,
-        "Bytes of the packets in the store, at the last count"
-    );
+    for (metric, unit, help) in HELD_GAUGES {
+        metrics::describe_gauge!(prometheus_name(HELD, metric), unit, help);
+    }
 }
 
 /// How metric names are written.
@@ -145,7 +167,7 @@ impl Instrumentation {
     /// Metrics for `host_type`, named as `names` says.
     pub fn new(host_type: impl Into<Arc<str>>, names: MetricNames) -> Self {
         let host_type = host_type.into();
-        let stored = key(&host_type, names, "mod_offline_stored", None, "count");
+        let stored = key(&host_type, names, STORED.0, None, "count");
         Self {
             host_type,
             names,
@@ -162,13 +184,13 @@ impl Instrumentation {
     /// in `sm_message_bounced`. For servers that route offline messages to no handler, or whose
     /// handlers all passed.
     pub fn bounce(&self, from: &Jid, to: &Jid, message: &Element) -> Element {
-        self.count("sm_message_bounced", None, 1);
+        self.count(BOUNCED.0, None, 1);
         bounce_reply(from, to, message)
     }
 
     /// The count and time metrics of `function` calls to `backend`.
     fn backend_call(&self, backend: &str, function: &'static str) -> CallMetrics {
-        let event = format!("mod_offline_{backend}");
+        let event = backend_event(backend);
         let label = Some(("function", function));
         CallMetrics {
             count: key(&self.host_type, self.names, &event, label, "count"),
@@ -183,40 +205,31 @@ impl Instrumentation {
     }
 
     pub(crate) fn rejected(&self, reason: &'static str) {
-        self.count("mod_offline_rejected", Some(("reason", reason)), 1);
+        self.count(REJECTED.0, Some(("reason", reason)), 1);
     }
 
     pub(crate) fn expired_dropped(&self, messages: u64) {
-        self.count("mod_offline_expired_dropped", None, messages);
+        self.count(EXPIRED_DROPPED.0, None, messages);
     }
 
     pub(crate) fn purged(&self, reason: &'static str, messages: u64) {
-        self.count("mod_offline_purged", Some(("reason", reason)), messages);
+        self.count(PURGED.0, Some(("reason", reason)), messages);
     }
 
     /// Sets the `mod_offline_held_*` gauges.
     pub(crate) fn held(&self, held: Held) {
-        for (metric, value) in [
-            ("users", held.users),
-            ("messages", held.messages),
-            ("bytes", held.bytes),
-        ] {
+        let values = [held.users, held.messages, held.bytes];
+        for ((metric, _, _), value) in HELD_GAUGES.iter().zip(values) {
             // Gauges are floats; counts up to 2^53 are exact.
             set(
-                &key(
-                    &self.host_type,
-                    self.names,
-                    "mod_offline_held",
-                    None,
-                    metric,
-                ),
+                &key(&self.host_type, self.names, HELD, None, metric),
                 value as f64,
             );
         }
     }
 
     pub(crate) fn held_failed(&self) {
-        self.count("mod_offline_held_failed", None, 1);
+        self.count(HELD_FAILED.0, None, 1);
     }
 
     fn count(&self, event: &str, label: Option<(&'static str, &'static str)>, n: u64) {
@@ -238,7 +251,7 @@ fn key(
         MetricNames::Prometheus => {
             let mut labels = vec![Label::new("host_type", host_type.to_owned())];
             labels.extend(label.map(|(key, value)| Label::new(key, value)));
-            Key::from_parts(format!("{event}_{metric}"), labels)
+            Key::from_parts(prometheus_name(event, metric), labels)
         }
         MetricNames::Exometer {
             all_metrics_are_global,

@@ -48,7 +48,7 @@ mod module;
 pub mod stanza;
 
 pub use access::{AccessClause, AccessConfig, AccessValue, AclPattern, DomainMatch};
-pub use backends::open_backend;
+pub use backends::{open_backend, open_once};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     BackendKind, ConfigError, HostConfig, ModuleOptions, OfflineConfig, RdbmsConnection,

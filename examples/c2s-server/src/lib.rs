@@ -93,7 +93,7 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use offline_module::offline_core::OfflineBackend;
 use offline_module::{
     ConfigError, ModuleError, OfflineModule, StorageConfig, TIME_BUCKETS, describe_metrics,
-    open_backend,
+    open_once,
 };
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -155,16 +155,7 @@ impl Server {
             let host = domain.as_str();
             let mut builder = OfflineModule::from_config(host, &config.offline)?;
             if let Some(storage) = &config.offline.for_host(host).storage {
-                let shared = stores.iter().find(|(s, _)| s == storage);
-                let store = match shared {
-                    Some((_, store)) => Arc::clone(store),
-                    None => {
-                        let store = open_backend(storage).await?;
-                        stores.push((storage.clone(), Arc::clone(&store)));
-                        store
-                    }
-                };
-                builder = builder.store(store);
+                builder = builder.store(open_once(&mut stores, storage).await?);
             }
             modules.insert(host.to_owned(), Arc::new(builder.build().await?));
         }

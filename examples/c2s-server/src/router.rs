@@ -186,7 +186,7 @@ impl Router {
             let next = user
                 .resources
                 .values()
-                .filter(|r| r.priority.is_some_and(|p| p >= 0))
+                .filter(|r| available(r.priority))
                 .max_by_key(|r| r.priority)
                 .map(|r| (r.session, r.tx.clone()));
             user.delivering = next.as_ref().map(|(session, _)| *session);
@@ -208,9 +208,9 @@ impl Router {
         let Some(resource) = user.resources.get_mut(jid.resource().as_str()) else {
             return Availability::Nothing;
         };
-        let was_available = resource.priority.is_some_and(|p| p >= 0);
+        let was_available = available(resource.priority);
         resource.priority = priority;
-        let now_available = priority.is_some_and(|p| p >= 0);
+        let now_available = available(priority);
         if now_available && !was_available && user.delivering.is_none() {
             user.delivering = Some(session);
             Availability::Deliver
@@ -265,7 +265,7 @@ impl Router {
         }
         // Otherwise to the available sessions of the highest non-negative priority.
         let best = user.resources.values().filter_map(|r| r.priority).max();
-        if let Some(best) = best.filter(|p| *p >= 0) {
+        if let Some(best) = best.filter(|p| available(Some(*p))) {
             for session in user.resources.values().filter(|r| r.priority == Some(best)) {
                 let _ = session.tx.send(Outbound::Stanza(message.clone()));
             }
@@ -316,4 +316,10 @@ impl Router {
         }
         Err(iq)
     }
+}
+
+/// Whether a session with this presence priority is available (RFC 6121: sent available
+/// presence with a non-negative priority); `None`: no available presence sent.
+fn available(priority: Option<i8>) -> bool {
+    priority.is_some_and(|p| p >= 0)
 }
